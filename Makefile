@@ -1,0 +1,38 @@
+# make demo: set up .venv and run the main job.  make test: set up .venv and run the whole test suite.
+SHELL := /bin/bash
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+BIN   := $(VENV)/bin
+# torch with torchvision: this pair is on the build machines' disk; override TORCH to use another build.
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | md5sum | cut -c1-8)
+# real datasets (NEU-DET, magnetic tile) are looked for here when it exists; see defect_nb.core.find_dataset
+ifneq ($(wildcard ../shared/data),)
+export DEFECT_NB_DATASETS ?= $(abspath ../shared/data)
+endif
+
+.PHONY: setup demo test nbtest pytest export clean-nbs
+
+setup: $(STAMP)
+
+$(STAMP):
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e ".[dev,serve,elpv]"
+	@rm -f $(VENV)/.installed-*; touch $@
+
+demo: setup
+	$(BIN)/defect-nb synth --out data/synth --n-per-class 50
+	$(BIN)/defect-nb data --path data/synth
+
+test: setup nbtest pytest
+
+nbtest: setup
+	$(BIN)/nbdev-test
+
+pytest: setup
+	$(BIN)/pytest -q
+
+export: setup
+	$(BIN)/nbdev-export && $(BIN)/nbdev-clean

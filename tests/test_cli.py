@@ -1,0 +1,60 @@
+"The `defect-nb` console script, run as a user runs it."
+import json
+import pandas as pd, pytest
+
+
+def test_help_lists_verbs_and_examples(cli):
+    r = cli('--help')
+    assert r.returncode == 0 and 'synth' in r.stdout and 'data' in r.stdout
+    for v in ('synth', 'data'):
+        h = cli(v, '--help')
+        assert h.returncode == 0 and 'examples:' in h.stdout and f'defect-nb {v}' in h.stdout
+
+
+def test_synth_then_data(cli, tmp_path):
+    r = cli('synth', '--out', 'ds', '--n-per-class', '4', '--size', '64', '--seed', '3')
+    assert r.returncode == 0, r.stderr
+    assert 'scratches' in r.stdout and (tmp_path / 'ds' / 'labels.csv').exists()
+    assert len(list((tmp_path / 'ds' / 'images').rglob('*.png'))) == 28
+    r = cli('data', '--path', 'ds', '--seed', '5', '--json')
+    assert r.returncode == 0, r.stderr
+    counts = json.loads(r.stdout)
+    assert counts['total']['total'] == 28 and counts['ok'] == {'train': 2, 'valid': 1, 'test': 1, 'total': 4}
+    split = tmp_path / 'ds' / 'split_seed5.csv'
+    before = split.read_bytes()
+    assert cli('data', '--path', 'ds', '--seed', '5', '--valid-pct', '0.5').returncode == 0
+    assert split.read_bytes() == before                                   # an existing split is never rewritten
+
+
+def test_synth_rerun_is_reused_and_never_overwritten(cli, tmp_path):
+    assert cli('synth', '--out', 'ds', '--n-per-class', '2', '--size', '48').returncode == 0
+    stamp = (tmp_path / 'ds' / 'labels.csv').stat().st_mtime_ns
+    assert cli('synth', '--out', 'ds', '--n-per-class', '2', '--size', '48').returncode == 0
+    assert (tmp_path / 'ds' / 'labels.csv').stat().st_mtime_ns == stamp
+    r = cli('synth', '--out', 'ds', '--n-per-class', '3', '--size', '48')
+    assert r.returncode == 2 and '--overwrite' in r.stderr and r.stderr.count('\n') == 1
+    assert len(pd.read_csv(tmp_path / 'ds' / 'labels.csv')) == 14
+
+
+@pytest.mark.parametrize('args, words', [
+    (['data', '--path', 'missing'], 'does not exist'),
+    (['data'], 'give a dataset path'),
+    (['data', '--path', 'ds', '--valid-pct', '0.7', '--test-pct', '0.5'], 'leave images to train on'),
+    (['synth', '--out', 'x', '--n-per-class', '0'], 'at least 1'),
+    (['synth', '--out', 'x', '--size', '8'], 'at least 32'),
+])
+def test_bad_input_is_one_line(cli, tmp_path, args, words):
+    if 'ds' in args: assert cli('synth', '--out', 'ds', '--n-per-class', '2', '--size', '48').returncode == 0
+    r = cli(*args)
+    assert r.returncode == 2, r
+    assert words in r.stderr and r.stderr.count('\n') == 1 and 'Traceback' not in r.stderr
+
+
+def test_json_error(cli):
+    r = cli('data', '--path', 'missing', '--json')
+    assert r.returncode == 2 and json.loads(r.stdout)['error'] == 'DataError'
+
+
+def test_unknown_verb_is_usage_error(cli):
+    r = cli('fly')
+    assert r.returncode == 2 and 'invalid choice' in r.stderr
