@@ -9,10 +9,10 @@ from defect_nb.train import train_classifier
 
 @pytest.fixture(scope='module')
 def scratch_run(tmp_path_factory):
-    "A pretrained Lite0 taught scratches vs ok (the CAM test needs a model that has learnt what a scratch is)."
+    "The from-scratch CNN taught scratches vs ok (the CAM test needs a model that has learnt what a scratch is)."
     d = tmp_path_factory.mktemp('scr')
-    synthesize(d / 'syn', 30, 128, seed=3, classes=['scratches', 'ok'], progress=False)
-    return train_classifier(d / 'syn', epochs=2, size=96, bs=16, out=d / 'run', num_workers=0, progress=False).path
+    synthesize(d / 'syn', 120, 96, seed=3, classes=['scratches', 'ok'], progress=False)
+    return train_classifier(d / 'syn', 'small_cnn', epochs=8, lr=1e-2, size=96, bs=16, out=d / 'run', num_workers=0, progress=False).path
 
 
 @pytest.mark.parametrize('arch', ['efficientnet_lite0', 'resnet18', 'mobilenetv3_large_100', 'small_cnn', 'spatial_attention'])
