@@ -23,8 +23,7 @@ $(STAMP):
 	@rm -f $(VENV)/.installed-*; touch $@
 
 demo: setup
-	$(BIN)/defect-nb synth --out data/synth --n-per-class 50
-	$(BIN)/defect-nb data --path data/synth
+	$(BIN)/defect-nb demo --out demo
 
 test: setup nbtest pytest
 

@@ -58,3 +58,17 @@ def test_json_error(cli):
 def test_unknown_verb_is_usage_error(cli):
     r = cli('fly')
     assert r.returncode == 2 and 'invalid choice' in r.stderr
+
+
+def test_demo_end_to_end_and_rerun(cli, tmp_path):
+    args = ['demo', '--out', 'd', '--n-per-class', '4', '--size', '64', '--epochs', '1', '--seg-epochs', '1', '--json']
+    r = cli(*args, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(r.stdout)
+    assert 0 <= res['classifier_accuracy'] <= 1 and 0 <= res['segmenter_dice'] <= 1
+    assert (tmp_path / 'd' / 'bundles' / 'classifier' / 'model.int8.onnx').exists()
+    assert res['example']['classifier']['prediction'] and 'defect_area' in res['example']['segmenter']
+    stamp = (tmp_path / 'd' / 'runs' / 'classifier' / 'epoch_01.pth').stat().st_mtime_ns
+    r = cli(*args, timeout=600)
+    assert r.returncode == 0 and 'classifier training' in json.loads(r.stdout)['steps']
+    assert (tmp_path / 'd' / 'runs' / 'classifier' / 'epoch_01.pth').stat().st_mtime_ns == stamp     # reused, not retrained
