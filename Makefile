@@ -1,4 +1,4 @@
-# make demo: set up .venv and run the main job.  make test: set up .venv and run the whole test suite.
+# make demo: set up .venv and run the main job (ends serving the dashboard on 127.0.0.1:8866).  make test: set up .venv and run the whole test suite.
 SHELL := /bin/bash
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
@@ -24,6 +24,7 @@ $(STAMP):
 
 demo: setup
 	$(BIN)/defect-nb demo --out demo
+	$(BIN)/defect-nb dashboard --runs demo/runs
 
 test: setup nbtest pytest
 
