@@ -284,6 +284,7 @@ d = { 'settings': { 'branch': 'main',
                                  'defect_nb.train.plot_history': ('train.html#plot_history', 'defect_nb/train.py'),
                                  'defect_nb.train.prepare_run_dir': ('train.html#prepare_run_dir', 'defect_nb/train.py'),
                                  'defect_nb.train.save_state': ('train.html#save_state', 'defect_nb/train.py'),
+                                 'defect_nb.train.suggest_lr': ('train.html#suggest_lr', 'defect_nb/train.py'),
                                  'defect_nb.train.train': ('train.html#train', 'defect_nb/train.py'),
                                  'defect_nb.train.train_classifier': ('train.html#train_classifier', 'defect_nb/train.py'),
                                  'defect_nb.train.train_segmenter': ('train.html#train_segmenter', 'defect_nb/train.py')}}}

@@ -85,3 +85,32 @@ def test_pickle_offered_as_model_is_never_unpickled(cli, bundle, tmp_path):
     r = cli('predict', '--model', t, '--image', run_table(run, 'test').image.iloc[0])
     assert r.returncode == 2 and 'not a model onnxruntime can load' in r.stderr
     assert not marker.exists()
+
+
+def test_export_fails_loudly_when_onnx_disagrees(bundle, tmp_path, monkeypatch):
+    "An ONNX graph that differs from the checkpoint (weights perturbed before export) is caught and nothing is written."
+    import copy, torch
+    import defect_nb.export as ex
+    run, _ = bundle
+    real = ex.to_onnx
+    def perturbed(model, path, *a, **k):
+        m = copy.deepcopy(model)
+        with torch.no_grad():
+            for p in m.parameters(): p.add_(0.05 * torch.randn_like(p))
+        return real(m, path, *a, **k)
+    monkeypatch.setattr(ex, 'to_onnx', perturbed)
+    with pytest.raises(ex.ExportError, match='ONNX disagrees with the checkpoint'):
+        ex.export_bundle(run, tmp_path / 'b', report=False)
+    assert not (tmp_path / 'b').exists() and not list(tmp_path.glob('.b.tmp*'))
+
+
+def test_elpv_subset_run_reports_mono_and_poly(tmp_path, monkeypatch):
+    "A run on a subset of ELPV evaluates on its own split, with results broken down by cell type."
+    monkeypatch.setenv('DEFECT_NB_DATA', str(tmp_path / 'data'))
+    from defect_nb.data import load_table
+    t = load_table('elpv', verbose=False)
+    sub = t.groupby(['label', 'type']).head(15).copy(); sub.attrs = t.attrs
+    r = train_classifier(sub, 'small_cnn', epochs=1, size=48, bs=16, out=tmp_path / 'elpv', num_workers=0, progress=False)
+    ev = evaluate(r.path, progress=False)
+    assert ev.metrics['n'] == (r.learn.dls.table.split == 'test').sum()
+    assert set(ev.metrics['by_type']) == {'mono', 'poly'} and 0 <= ev.metrics['threshold'] <= 1
