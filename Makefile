@@ -24,7 +24,7 @@ $(STAMP):
 
 demo: setup
 	$(BIN)/defect-nb demo --out demo
-	$(BIN)/defect-nb dashboard --runs demo/runs
+	$(BIN)/defect-nb dashboard --runs demo/runs --bundles demo/bundles
 
 test: setup nbtest pytest
 
