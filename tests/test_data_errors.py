@@ -88,3 +88,13 @@ def test_same_seed_same_split_and_loaders(tmp_path, synth_small):
     dls = segment_dls(a, size=32, bs=4)
     x, y = dls.one_batch()
     assert tuple(x.shape) == (4, 3, 32, 32) and set(y.unique().tolist()) <= {0, 1}
+
+
+def test_mask_suffix_layout(tmp_path):
+    "x.png with x_mask.png beside it, in class folders."
+    for c in ('good', 'bad'):
+        img(tmp_path / c / 'a.png'); img(tmp_path / c / 'a_mask.png', v=0)
+    t = from_masks(tmp_path)
+    assert sorted(t.label) == ['bad', 'good'] and all(m.endswith('a_mask.png') for m in t['mask'])
+    img(tmp_path / 'good' / 'b_mask.png', v=0)
+    with pytest.raises(DataError, match='have no image'): from_masks(tmp_path)
