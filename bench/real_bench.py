@@ -1,0 +1,258 @@
+"""Benchmarks on real data (and the synthetic default) against published anchors.
+
+    python bench/real_bench.py NAME [--smoke] [--reuse] [--epochs N] [--size PX]
+    python bench/real_bench.py --summary          # bench/results/real.md from the results files
+
+NAME is one of: neu, elpv, mt, synth-cls, synth-seg (`elpv` reports both the 4-class and the binary protocol from one
+4-class model: defective = P(p67) + P(p100) > 0.5). Each run trains with the library (`defect_nb.train`), evaluates on
+the held-out test split (`defect_nb.evaluate`; validation comes from the training part and is the only split used to
+pick the checkpoint or a threshold), exports to ONNX FP32 + INT8 (`defect_nb.export`) and writes
+bench/results/NAME.json and NAME.md. --smoke: a few images per class, one epoch, tiny size (CI proves the path works;
+its results go to bench/results/smoke/). --reuse: report on a finished run in --work instead of training again.
+Real datasets are found via --data or DEFECT_NB_DATASETS (see README); ELPV comes with `pip install elpv-dataset`.
+"""
+import argparse, json, os, platform, sys, time
+from pathlib import Path
+import numpy as np, pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / 'bench' / 'results'
+
+RECIPES = {
+    'neu': dict(title='NEU-DET, 6-class classification', task='classify', arch='efficientnet_lite0', size=192, epochs=10, bs=32,
+                protocol='stratified 80/20 train/test split (seed 42); validation = 10% of all images, taken from the training part',
+                anchors=[('AECLBP + SVM (Song & Yan 2013)', 'accuracy', 0.9893), ('TL-ResNet50 (Appl. Sci. 2023)', 'accuracy', 0.994),
+                         ('EfficientNet-B0, 5-fold (reported)', 'accuracy', 0.9948)],
+                goal=('accuracy', 0.997)),
+    'elpv': dict(title='ELPV solar cells, 4-class and binary', task='classify', arch='efficientnet_lite0', size=192, epochs=10, bs=32,
+                 protocol='Deitsch et al. 2019: 75/25 train/test stratified by defect probability × type (seed 42); validation = 10% '
+                          'of all images from the training part; one 4-class model, binary = P(p67) + P(p100) > 0.5',
+                 anchors=[('VGG19 CNN, binary (Deitsch 2019)', 'binary_accuracy', 0.8842), ('SVM, binary (Deitsch 2019)', 'binary_accuracy', 0.8244),
+                          ('majority class, binary', 'binary_accuracy', 0.687), ('4-class (Comput. Intell. Neurosci. 2023)', 'accuracy', 0.835)],
+                 goal=('binary_accuracy', 0.91)),
+    'mt': dict(title='Magnetic tile, defect segmentation', task='segment', arch='unet_lite0', size=192, epochs=12, bs=8, loss='ce_dice',
+               protocol='random 6:2:2 train/valid/test split stratified by class, Free images included (seed 42)',
+               anchors=[('FDSNet (ICASSP 2022)', 'miou', 0.639), ('DEU-Net (Appl. Sci. 2024)', 'miou', 0.6694)],
+               goal=('iou_defective', 0.70)),
+    'synth-cls': dict(title='Synthetic steel, 7-class classification', task='classify', arch='efficientnet_lite0', size=160, epochs=8, bs=32,
+                      protocol='train/valid from generator seed 0 (200 per class, 80/20), test = 60 per class from held-out seed 1',
+                      anchors=[], goal=('accuracy', 0.98)),
+    'synth-seg': dict(title='Synthetic steel, defect segmentation', task='segment', arch='unet_lite0', size=160, epochs=8, bs=8, loss='ce_dice',
+                      protocol='train/valid from generator seed 0 (200 per class, 80/20), test = 60 per class from held-out seed 1',
+                      anchors=[], goal=('dice_defective', 0.85)),
+}
+
+
+def machine():
+    import torch, onnxruntime
+    return dict(cpu=platform.processor() or platform.machine(), cores=os.cpu_count(), python=platform.python_version(),
+                torch=torch.__version__, onnxruntime=onnxruntime.__version__,
+                gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
+
+
+def datasets_root(arg):
+    return Path(arg) if arg else (Path(os.environ['DEFECT_NB_DATASETS']) if os.environ.get('DEFECT_NB_DATASETS') else None)
+
+
+def subsample(t, per_class, seed=0):
+    "A few images per class (smoke runs), keeping the table's attributes."
+    out = t.groupby('label', group_keys=False).apply(lambda g: g.sample(min(len(g), per_class), random_state=seed))
+    out.attrs.update(t.attrs); return out.sort_values('image')
+
+
+def synth_table(work, smoke):
+    "One CSV over two generator seeds: train/valid from seed 0, test from seed 1 (a held-out seed)."
+    from defect_nb.synth import synthesize
+    n_tr, n_te, size = (6, 3, 96) if smoke else (200, 60, 200)
+    root = work / ('synth-smoke' if smoke else 'synth'); root.mkdir(parents=True, exist_ok=True)
+    a = synthesize(root / 'seed0', n_tr, size, seed=0, progress=False); b = synthesize(root / 'seed1', n_te, size, seed=1, progress=False)
+    rng = np.random.default_rng(42); rows = []
+    for c, g in a.groupby('label'):
+        idx = rng.permutation(len(g)); nv = max(1, round(0.2 * len(g)))
+        for j, r in enumerate(g.iloc[idx].itertuples()): rows.append(dict(image='seed0/' + r.image, mask='seed0/' + r.mask, label=c, split='valid' if j < nv else 'train'))
+    rows += [dict(image='seed1/' + r.image, mask='seed1/' + r.mask, label=r.label, split='test') for r in b.itertuples()]
+    csv = root / 'bench.csv'
+    if not csv.exists(): pd.DataFrame(rows).to_csv(csv, index=False)
+    return csv
+
+
+def table_for(name, a, work):
+    from defect_nb.data import load_table, make_split
+    splits = work / 'splits'; splits.mkdir(parents=True, exist_ok=True)
+    sf = splits / f"{name}{'-smoke' if a.smoke else ''}_seed42.csv"
+    if name.startswith('synth'):
+        t = load_table(synth_table(work, a.smoke), 'csv')
+        return make_split(t, 42, split_file=sf)
+    root = datasets_root(a.data)
+    if name == 'elpv':
+        t = load_table('elpv', labels='4class', verbose=False); valid, test = 0.10, 0.25
+    else:
+        sub = {'neu': 'neu-det', 'mt': 'magnetic-tile'}[name]
+        if root is None or not (root / sub).is_dir():
+            sys.exit(f"{sub} not found: pass --data DATASETS_FOLDER or set DEFECT_NB_DATASETS (README: Datasets)")
+        t = load_table(root / sub); valid, test = (0.10, 0.20) if name == 'neu' else (0.20, 0.20)
+    if a.smoke: t = subsample(t, 8)
+    return make_split(t, 42, valid, test, split_file=sf)
+
+
+def bootstrap(values, stat=np.mean, n=2000, seed=0):
+    "95% percentile bootstrap interval of `stat` over the rows of `values` (a 1-d array or a tuple of aligned arrays)."
+    from defect_nb.evaluate import bootstrap_ci
+    return bootstrap_ci(values, stat, n, seed=seed)
+
+
+def classify_report(ev, cfg, name):
+    from defect_nb.evaluate import bootstrap_ci
+    import sklearn.metrics as skm
+    t = ev.table; m = ev.metrics
+    correct = (t.pred == t.label).to_numpy()
+    out = dict(accuracy=m['accuracy'], accuracy_ci=bootstrap_ci(correct), balanced_accuracy=m['balanced_accuracy'],
+               macro_f1=m['report']['macro avg']['f1-score'], roc_auc=m.get('roc_auc_macro', m.get('roc_auc')), n_test=m['n'],
+               confusion=m['confusion'], classes=cfg['classes'])
+    if name == 'elpv':
+        y = t.label.isin(['p67', 'p100']).to_numpy(); s = (t.p_p67 + t.p_p100).to_numpy(); p = s > 0.5
+        out.update(binary_accuracy=float((p == y).mean()), binary_accuracy_ci=bootstrap_ci(p == y),
+                   binary_f1=float(skm.f1_score(y, p)), binary_auc=float(skm.roc_auc_score(y, s)),
+                   binary_auc_ci=bootstrap_ci((y, s), lambda a, b: skm.roc_auc_score(a, b) if 0 < a.mean() < 1 else np.nan),
+                   by_type={ty: dict(binary_accuracy=float((p[g] == y[g]).mean()), accuracy=float(correct[g].mean()), n=int(g.sum()))
+                            for ty in sorted(t.type.unique()) for g in [(t.type == ty).to_numpy()]})
+    return out
+
+
+def segment_report(ev, cfg):
+    from defect_nb.evaluate import bootstrap_ci
+    import sklearn.metrics as skm
+    t = ev.table; m = ev.metrics; d = t[t.defective]
+    s = t.pred_area.sum() + t.true_area.sum(); tp = m['iou_pooled'] * s / (1 + m['iou_pooled'])
+    fp, fn = t.pred_area.sum() - tp, t.true_area.sum() - tp
+    total = len(t) * cfg['preprocess']['size'] ** 2; tn = total - tp - fp - fn
+    out = dict(dice_defective=m['dice_defective'], dice_defective_ci=bootstrap_ci(d.dice.to_numpy()),
+               iou_defective=m['iou_defective'], iou_defective_ci=bootstrap_ci(d.iou.to_numpy()),
+               dice_pooled=m['dice_pooled'], iou_pooled=m['iou_pooled'], miou=float((m['iou_pooled'] + tn / (tn + fp + fn)) / 2),
+               pixel_ap=m['pixel_ap'], image_auroc=m.get('image_auroc'), n_test=m['n'], n_defective=int(len(d)))
+    if 'image_auroc' in m:
+        y, sc = t.defective.to_numpy(), t.score.to_numpy()
+        out['image_auroc_ci'] = bootstrap_ci((y, sc), lambda a, b: skm.roc_auc_score(a, b) if 0 < a.mean() < 1 else np.nan)
+    return out
+
+
+def run_one(name, a):
+    from defect_nb.train import train, load_config
+    from defect_nb.evaluate import evaluate, run_table
+    from defect_nb.export import export_bundle
+    r = dict(RECIPES[name]); work = Path(a.work)
+    epochs = 1 if a.smoke else (a.epochs or r['epochs']); size = 64 if a.smoke else (a.size or r['size'])
+    run = work / (name + ('-smoke' if a.smoke else ''))
+    table = table_for(name, a, work)
+    n_train = int((table.split == 'train').sum())
+    if a.reuse and (run / 'config.json').exists() and load_config(run).get('epochs_done'):
+        print(f'{name}: reusing {run}', flush=True)
+    else:
+        print(f"{name}: training {r['arch']} at {size} px, 1 frozen + {epochs} epochs on {n_train} images", flush=True)
+        train(table, r['task'], r['arch'], epochs=epochs, size=size, bs=r['bs'], out=run, overwrite=True, seed=42,
+              loss=r.get('loss'), progress=not a.smoke)
+    cfg = load_config(run); hist = pd.read_csv(run / 'history.csv')
+    train_s = float(hist.seconds.sum()); n_valid = int((table.split == 'valid').sum())
+    ev = evaluate(run, 'test', progress=False)
+    res = dict(name=name, title=r['title'], protocol=r['protocol'], arch=r['arch'], params=cfg['params'], size=size,
+               epochs=f"{cfg['freeze_epochs']} frozen + {epochs}", best_epoch=cfg.get('best_epoch'), monitor=cfg['monitor'],
+               loss=cfg['loss'], n_train=n_train, n_valid=n_valid, train_seconds=round(train_s, 1),
+               train_img_s=round(n_train * len(hist) / train_s, 1), anchors=r['anchors'], goal=r['goal'], smoke=a.smoke,
+               machine=machine(), command='python bench/real_bench.py ' + name + (' --smoke' if a.smoke else ''))
+    res.update(classify_report(ev, cfg, name) if r['task'] == 'classify' else segment_report(ev, cfg))
+    b = export_bundle(run, work / f'{run.name}-bundle', quantize_mode='static', overwrite=True, report_n=16 if a.smoke else None)
+    res['export'] = b['report']
+    out = RESULTS / 'smoke' if a.smoke else RESULTS; out.mkdir(parents=True, exist_ok=True)
+    (out / f'{name}.json').write_text(json.dumps(res, indent=2, default=float))
+    (out / f'{name}.md').write_text(detail_md(res))
+    print(detail_md(res))
+    return res
+
+
+def pct(v): return '—' if v is None else f'{100 * v:.1f}%'
+def ci(v): return '' if not v else f' [{100 * v[0]:.1f}, {100 * v[1]:.1f}]'
+def num(v): return '—' if v is None else f'{v:.3f}'
+def ci3(v): return '' if not v else f' [{v[0]:.3f}, {v[1]:.3f}]'
+FRACTIONS = ('iou', 'dice', 'auc', 'auroc')       # shown as 0.xxx; accuracies as percent
+def show(key, v, c=None):
+    return (num(v) + ci3(c)) if any(f in key for f in FRACTIONS) else (pct(v) + ci(c))
+
+
+def detail_md(r):
+    key = r['goal'][0]; got = r.get(key)
+    lines = [f"**{r['title']}** ({r['protocol']}). {r['arch']} ({r['params'] / 1e6:.2f} M parameters), {r['size']} px, "
+             f"{r['epochs']} epochs (best epoch {r['best_epoch']} by valid {r['monitor']}), loss {r['loss']}; {r['n_train']} training, "
+             f"{r['n_valid']} validation, {r['n_test']} test images. Training {r['train_seconds']:.0f} s "
+             f"({r['train_img_s']:.1f} img/s incl. validation) on {r['machine']['cores']} CPU cores"
+             f"{', ' + r['machine']['gpu'] if r['machine']['gpu'] else ''}.", '']
+    if 'accuracy' in r:
+        lines += ['| metric | test value [95% bootstrap CI] |', '|---|---|',
+                  f"| accuracy | {pct(r['accuracy'])}{ci(r['accuracy_ci'])} |", f"| balanced accuracy | {pct(r['balanced_accuracy'])} |",
+                  f"| macro F1 | {pct(r['macro_f1'])} |", f"| ROC AUC (macro one-vs-rest) | {r['roc_auc']:.4f} |"]
+        if 'binary_accuracy' in r:
+            lines += [f"| binary accuracy (defective = p > 0.5) | {pct(r['binary_accuracy'])}{ci(r['binary_accuracy_ci'])} |",
+                      f"| binary F1 (defective) | {pct(r['binary_f1'])} |", f"| binary ROC AUC | {show('auc', r['binary_auc'], r['binary_auc_ci'])} |"]
+            for ty, v in r['by_type'].items():
+                lines.append(f"| {ty}: binary / 4-class accuracy (n={v['n']}) | {pct(v['binary_accuracy'])} / {pct(v['accuracy'])} |")
+    else:
+        lines += ['| metric | test value [95% bootstrap CI] |', '|---|---|',
+                  f"| IoU, mean over defective images | {show('iou', r['iou_defective'], r['iou_defective_ci'])} |",
+                  f"| Dice, mean over defective images | {show('dice', r['dice_defective'], r['dice_defective_ci'])} |",
+                  f"| IoU / Dice, pixels pooled | {r['iou_pooled']:.3f} / {r['dice_pooled']:.3f} |",
+                  f"| mIoU (background, defect) | {r['miou']:.3f} |", f"| pixel AP | {r['pixel_ap']:.3f} |"]
+        if r.get('image_auroc') is not None:
+            lines.append(f"| image-level detection AUROC (max pixel probability) | {show('auroc', r['image_auroc'], r.get('image_auroc_ci'))} |")
+    lines += ['', '| model | MB | test quality | agreement with FP32 | batch 1 img/s | batch img/s |', '|---|---|---|---|---|---|']
+    for k, v in r['export'].items():
+        q = v.get('accuracy', v.get('dice_mean'))
+        lines.append(f"| {k} | {v.get('mb', float('nan')):.1f} | {q:.4f} | {v.get('agreement', 1):.4f} | {v['b1_img_s']:.1f} | {v['batch_img_s']:.1f} |")
+    lines += ['', f"Goal {r['goal'][0]} ≥ {show(key, r['goal'][1])}: {'reached' if got is not None and got >= r['goal'][1] else 'not reached'} "
+              f"({show(key, got)}). Command: `{r['command']}`"]
+    return '\n'.join(lines) + '\n'
+
+
+def summary():
+    rows = ['| benchmark | ours (test) [95% CI] | published anchors | goal | model, size, epochs | train s (img/s) | INT8 img/s (× FP32) |',
+            '|---|---|---|---|---|---|---|']
+    for name in RECIPES:
+        p = RESULTS / f'{name}.json'
+        if not p.exists(): rows.append(f'| {RECIPES[name]["title"]} | not run yet | | | | | |'); continue
+        r = json.loads(p.read_text())
+        def fmt(key):
+            v = r.get(key)
+            if v is None: return '—'
+            lab = {'accuracy': 'acc', 'binary_accuracy': 'binary acc', 'iou_defective': 'defect IoU', 'dice_defective': 'Dice', 'miou': 'mIoU',
+                   'image_auroc': 'image AUROC'}.get(key, key)
+            return f"{lab} {show(key, v, r.get(key + '_ci'))}"
+        keys = {'neu': ['accuracy'], 'elpv': ['binary_accuracy', 'accuracy', 'binary_auc'], 'mt': ['iou_defective', 'dice_defective', 'miou', 'image_auroc'],
+                'synth-cls': ['accuracy'], 'synth-seg': ['dice_defective', 'iou_defective']}[name]
+        ours = '<br>'.join(fmt(k) for k in keys)
+        anchors = '<br>'.join(f'{a}: {show(k, v)}' for a, k, v in r['anchors']) or '—'
+        e = r['export']; i8 = next((v for k, v in e.items() if 'int8' in k), None); f32 = e.get('onnx_fp32')
+        speed = f"{i8['batch_img_s']:.0f} ({i8['batch_img_s'] / f32['batch_img_s']:.1f}×)" if i8 and f32 else '—'
+        rows.append(f"| {r['title']} | {ours} | {anchors} | {r['goal'][0]} ≥ {show(r['goal'][0], r['goal'][1])} | {r['arch']} {r['params'] / 1e6:.1f} M, "
+                    f"{r['size']} px, {r['epochs']} | {r['train_seconds']:.0f} ({r['train_img_s']:.0f}) | {speed} |")
+    rows += ['', 'Every figure is read from bench/results/NAME.json (written by `python bench/real_bench.py NAME`); the per-benchmark '
+             'tables, with the exact command, are in bench/results/NAME.md. The test split is never used to choose a checkpoint or threshold.']
+    (RESULTS / 'real.md').write_text('\n'.join(rows) + '\n'); print('\n'.join(rows))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('names', nargs='*', help=f"one or more of {', '.join(RECIPES)}, or all")
+    ap.add_argument('--data', help='folder holding neu-det/ and magnetic-tile/ (default $DEFECT_NB_DATASETS)')
+    ap.add_argument('--epochs', type=int); ap.add_argument('--size', type=int)
+    ap.add_argument('--work', default=str(ROOT / 'runs' / 'bench')); ap.add_argument('--smoke', action='store_true')
+    ap.add_argument('--reuse', action='store_true', help='report on a finished run in --work instead of training again')
+    ap.add_argument('--summary', action='store_true', help='write bench/results/real.md from the results files')
+    a = ap.parse_args()
+    names = list(RECIPES) if a.names == ['all'] else a.names
+    bad = [n for n in names if n not in RECIPES]
+    if bad: ap.error(f"unknown benchmark {bad[0]!r}; choose from {', '.join(RECIPES)} or all")
+    if not names and not a.summary: ap.error('name a benchmark or pass --summary')
+    for n in names: run_one(n, a)
+    if a.summary or (names and not a.smoke): summary()
+
+
+if __name__ == '__main__':
+    main()
