@@ -65,7 +65,7 @@ def test_cli_train(cli, synth_small, tmp_path):
     last = r.stdout.strip().splitlines()[-1]
     assert last.startswith('run runs/x: 2 epochs') and 'accuracy' in last
     assert sorted(p.name for p in (tmp_path / 'runs' / 'x').iterdir()) == \
-        ['best.pth', 'config.json', 'curves.png', 'epoch_01.pth', 'epoch_02.pth', 'history.csv']
+        ['best.pth', 'config.json', 'curves.png', 'epoch_01.pth', 'epoch_02.pth', 'history.csv', 'optimizer.pth', 'split.csv']
     before = (tmp_path / 'runs' / 'x' / 'epoch_01.pth').read_bytes()
     r = cli(*args)
     assert r.returncode == 2 and 'already exists' in r.stderr and r.stderr.count('\n') == 1
