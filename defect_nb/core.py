@@ -191,7 +191,8 @@ def atomic_write(path, # the file to write
     return path
 
 # %% ../nbs/00_core.ipynb #2df1358c
-def sha256(path) -> str:
+def sha256(path, # a file
+          ) -> str:
     "Hex SHA-256 of a file, read in 1 MiB chunks."
     import hashlib
     h = hashlib.sha256()
@@ -227,7 +228,8 @@ def find_dataset(name:str, # a key of `DATASETS`, e.g. 'neu-det'
     raise DatasetNotFound(f"{info['title']} not found ({where}). Download it from {info['url']} ({info['license']}), "
                           f"then pass its folder as a path, or set DEFECT_NB_DATASETS to the folder that holds '{name}/'.")
 
-def dataset_available(name:str) -> bool:
+def dataset_available(name:str, # a key of `DATASETS`, e.g. 'neu-det'
+                     ) -> bool:
     "True when `find_dataset(name)` would succeed."
     try: find_dataset(name); return True
     except DatasetNotFound: return False
@@ -259,7 +261,8 @@ def preprocess(img:np.ndarray, # uint8 image from `load_image`, H×W or H×W×3
 
 # %% ../nbs/00_core.ipynb #bcd65df9
 def to_input(batch:np.ndarray, # N×H×W×C uint8, from `preprocess`
-             mean=None, std=None, # per-channel normalisation (None: none)
+             mean=None, # per-channel means to subtract, in 0..1 units (None: no normalisation)
+             std=None, # per-channel standard deviations to divide by (None: no normalisation)
             ) -> np.ndarray: # float32 N×C×H×W
     "Turn preprocessed uint8 images into the float32 NCHW input of a network."
     x = np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.)

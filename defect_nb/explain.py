@@ -25,7 +25,10 @@ __all__ = ['CAM_METHODS', 'cam_layer', 'explain_tensor', 'overlay_heatmap', 'exp
            'pointing_hit', 'localisation']
 
 # %% ../nbs/06_explain.ipynb #0ec1594c
-def cam_layer(model:nn.Module, task:str='classify', size:int=64) -> nn.Module:
+def cam_layer(model:nn.Module, # any model from `models.build_model`
+              task:str='classify', # 'classify' or 'segment'
+              size:int=64, # side of the blank image run through the model to see which convolutions apply
+             ) -> nn.Module:
     "The layer whose activations Grad-CAM uses: the spatial-attention output if any, else the last convolution at stride ≤ 16 (the one before the head, for a U-Net)."
     if hasattr(model, 'attention'): return model.attention                 # spatial attention: the weighted features
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
@@ -46,7 +49,12 @@ def cam_layer(model:nn.Module, task:str='classify', size:int=64) -> nn.Module:
 # %% ../nbs/06_explain.ipynb #db1b919a
 CAM_METHODS = {'gradcam': GradCAM, 'gradcam++': GradCAMPlusPlus, 'eigencam': EigenCAM}
 
-def explain_tensor(model:nn.Module, x:torch.Tensor, task:str='classify', target:int|None=None, method:str='gradcam') -> tuple:
+def explain_tensor(model:nn.Module, # any model from `models.build_model`
+                   x:torch.Tensor, # a normalised N×C×H×W batch, e.g. from `evaluate.to_tensor`
+                   task:str='classify', # 'classify' or 'segment'
+                   target:int|None=None, # the class to explain; None: the predicted class (classify) or class 1 (segment)
+                   method:str='gradcam', # a key of `CAM_METHODS`
+                  ) -> tuple:
     "(CAM N×H×W in [0, 1], probabilities) for a normalised batch; the target is the predicted class (or the defect class)."
     if method not in CAM_METHODS: raise ModelError(f"unknown CAM method {method!r}; choose {', '.join(CAM_METHODS)}")
     model = model.eval()
@@ -77,7 +85,10 @@ def overlay_heatmap(img:np.ndarray, # uint8 image, gray or RGB, any size
 # %% ../nbs/06_explain.ipynb #78a84c75
 def explain_image(run, # a run folder
                   image, # a path, bytes, or a uint8 array
-                  epoch='best', method:str='gradcam', target:int|None=None, model=None,
+                  epoch='best', # an epoch number, 'best' or 'last'
+                  method:str='gradcam', # a key of `CAM_METHODS`
+                  target:int|None=None, # the class to explain; None: the predicted class (classify) or class 1 (segment)
+                  model=None, # the run's model already loaded (then `epoch` is not read)
                  ) -> dict:
     "Prediction and CAM for one image of a run: class (or mask), probabilities, heatmap and overlay."
     cfg = load_config(run); pre = cfg['preprocess']
@@ -99,7 +110,12 @@ class _ProbTarget:
     def __init__(self, i): self.i = i
     def __call__(self, out): return torch.softmax(out, -1)[..., self.i]
 
-def cam_trust(model:nn.Module, x:torch.Tensor, heat:np.ndarray, targets:list, road:bool=True) -> dict:
+def cam_trust(model:nn.Module, # a classifier
+              x:torch.Tensor, # the normalised batch the CAMs were computed on
+              heat:np.ndarray, # the CAMs, N×H×W in [0, 1], from `explain_tensor`
+              targets:list, # the explained class of each image
+              road:bool=True, # also compute the ROAD combined score (slower)
+             ) -> dict:
     "Confidence change under CAM masking and (optionally) the ROAD combined score, averaged over the batch."
     t = [_ProbTarget(i) for i in targets]; model = model.eval()
     res = dict(confidence_change=float(np.mean(CamMultImageConfidenceChange()(x, heat, t, model))))
@@ -107,12 +123,17 @@ def cam_trust(model:nn.Module, x:torch.Tensor, heat:np.ndarray, targets:list, ro
     return res
 
 # %% ../nbs/06_explain.ipynb #e70b8e0b
-def energy_in_mask(heat:np.ndarray, mask:np.ndarray) -> float:
+def energy_in_mask(heat:np.ndarray, # a CAM, H×W, any size (resized to the mask)
+                   mask:np.ndarray, # the true mask, nonzero on defect pixels
+                  ) -> float:
     "Share of the CAM's energy on the mask's pixels."
     h = cv2.resize(heat, (mask.shape[1], mask.shape[0])) if heat.shape != mask.shape else heat
     return float((h * (mask > 0)).sum() / max(h.sum(), 1e-8))
 
-def pointing_hit(heat:np.ndarray, mask:np.ndarray, tolerance:int=4) -> bool:
+def pointing_hit(heat:np.ndarray, # a CAM, H×W, any size (resized to the mask)
+                 mask:np.ndarray, # the true mask, nonzero on defect pixels
+                 tolerance:int=4, # pixels by which the mask is dilated
+                ) -> bool:
     "Whether the hottest CAM pixel lies on the mask, dilated by `tolerance` pixels."
     h = cv2.resize(heat, (mask.shape[1], mask.shape[0])) if heat.shape != mask.shape else heat
     m = cv2.dilate((mask > 0).astype(np.uint8), np.ones((2 * tolerance + 1,) * 2, np.uint8)) if tolerance else (mask > 0)
@@ -120,7 +141,12 @@ def pointing_hit(heat:np.ndarray, mask:np.ndarray, tolerance:int=4) -> bool:
     return bool(m[y, x])
 
 def localisation(run, # a run whose data has masks (synthetic, magnetic tile, VOC boxes)
-                 split:str='test', n:int|None=None, method:str='gradcam', epoch='best', tolerance:int=4, progress:bool=True,
+                 split:str='test', # 'train', 'valid' or 'test'
+                 n:int|None=None, # use only the first `n` defective images (None: all)
+                 method:str='gradcam', # a key of `CAM_METHODS`
+                 epoch='best', # an epoch number, 'best' or 'last'
+                 tolerance:int=4, # pointing game: pixels by which the mask is dilated
+                 progress:bool=True,
                 ) -> dict:
     "Mean CAM energy inside the true mask, pointing-game hit rate, and the uniform-map baseline, over defective images."
     cfg = load_config(run); pre = cfg['preprocess']; model = load_model(run, epoch)

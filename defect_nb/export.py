@@ -31,7 +31,8 @@ BUNDLE_FORMAT, BUNDLE_VERSION = 'defect_nb.bundle', 1
 # %% ../nbs/07_export.ipynb #aad74913
 class Probabilities(nn.Module):
     "Wrap a model so that it outputs probabilities over the class axis (dim 1)."
-    def __init__(self, model): super().__init__(); self.model = model
+    def __init__(self, model, # a classifier or segmenter returning logits (one logit: sigmoid, else softmax)
+                ): super().__init__(); self.model = model
     def forward(self, x):
         y = self.model(x)
         if y.shape[1] == 1: p = torch.sigmoid(y); return torch.cat([1 - p, p], 1)
@@ -41,7 +42,7 @@ def to_onnx(model:nn.Module, # a trained model (eval mode is set here)
             path, # the .onnx file to write
             size:int, # input side
             channels:int=3, # input channels
-            opset:int=17,
+            opset:int=17, # ONNX opset version
            ) -> Path:
     "Export `model` with a softmax head to ONNX (dynamic batch axis, input `input`, output `probs`), checked by onnx."
     path = Path(path); tmp = path.with_name(f'.{path.name}.tmp')
@@ -54,7 +55,9 @@ def to_onnx(model:nn.Module, # a trained model (eval mode is set here)
     os.replace(tmp, path)
     return path
 
-def ort_session(path, threads:int|None=None) -> ort.InferenceSession:
+def ort_session(path, # an .onnx file
+                threads:int|None=None, # intra-op threads (None: onnxruntime's default, all cores)
+               ) -> ort.InferenceSession:
     "An onnxruntime CPU session."
     so = ort.SessionOptions()
     if threads: so.intra_op_num_threads = threads
@@ -62,11 +65,17 @@ def ort_session(path, threads:int|None=None) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), so, providers=['CPUExecutionProvider'])
 
 # %% ../nbs/07_export.ipynb #067ed94d
-def model_inputs(images:list, pre:dict) -> np.ndarray:
+def model_inputs(images:list, # uint8 images, from `core.load_image`
+                 pre:dict, # a run's preprocessing: its config's 'preprocess' (size, channels, clahe, mean, std)
+                ) -> np.ndarray:
     "The float32 NCHW input for a list of uint8 images, with a run's preprocessing."
     return to_input(np.stack([preprocess(im, pre['size'], pre['channels'], pre['clahe']) for im in images]), pre.get('mean'), pre.get('std'))
 
-def parity(model:nn.Module, session, x:np.ndarray, bs:int=16) -> dict:
+def parity(model:nn.Module, # the PyTorch model
+           session, # an onnxruntime session of its export, from `ort_session`
+           x:np.ndarray, # model inputs, from `model_inputs`
+           bs:int=16,
+          ) -> dict:
     "Compare PyTorch and ONNX probabilities on the same input: max abs difference and agreement of the argmax."
     w = Probabilities(model).eval().cpu(); diffs, agree, n = [], 0, 0
     for i in range(0, len(x), bs):
@@ -76,7 +85,8 @@ def parity(model:nn.Module, session, x:np.ndarray, bs:int=16) -> dict:
     return dict(n_images=int(len(x)), max_abs_diff=max(diffs), argmax_agreement=agree / max(1, n))
 
 # %% ../nbs/07_export.ipynb #bea74a27
-def sensitive_nodes(onnx_path) -> list:
+def sensitive_nodes(onnx_path, # the FP32 .onnx file
+                   ) -> list:
     "Nodes left in FP32 by static quantisation: the first and last convolutions and the dense head (Gemm, MatMul, BatchNorm, Softmax)."
     g = onnx.load(str(onnx_path)).graph
     convs = [n.name for n in g.node if n.op_type == 'Conv']
@@ -110,7 +120,11 @@ def quantize(fp32_path, # the FP32 model
     return out_path
 
 # %% ../nbs/07_export.ipynb #22a6c83e
-def speed(session, x1:np.ndarray, xb:np.ndarray, reps:int=20) -> dict:
+def speed(session, # an onnxruntime session
+          x1:np.ndarray, # one model input (batch of 1)
+          xb:np.ndarray, # a batch of model inputs
+          reps:int=20, # timed runs at batch 1 (a fifth as many, at least 2, for the batch)
+         ) -> dict:
     "Images/s and median / p95 latency at batch 1, and images/s at the batch size of `xb`."
     session.run(None, {'input': x1}); session.run(None, {'input': xb})          # warm up
     t1 = []
@@ -122,7 +136,10 @@ def speed(session, x1:np.ndarray, xb:np.ndarray, reps:int=20) -> dict:
     return dict(b1_img_s=1 / float(np.median(t1)), b1_p50_ms=1000 * float(np.median(t1)), b1_p95_ms=1000 * float(np.percentile(t1, 95)),
                 batch=int(len(xb)), batch_img_s=len(xb) / float(np.median(tb)))
 
-def quality(probs:np.ndarray, rows, cfg:dict) -> dict:
+def quality(probs:np.ndarray, # probabilities, N×C (classify) or N×C×H×W (segment)
+            rows, # the run's table rows the probabilities are for (`train.run_table`)
+            cfg:dict, # the run's config (`train.load_config`)
+           ) -> dict:
     "Accuracy (classifiers) or mean Dice of the defect class (segmenters) of probabilities on a run's rows."
     if cfg['task'] == 'classify':
         y = np.array([cfg['classes'].index(l) for l in rows.label]); return dict(accuracy=float((probs.argmax(1) == y).mean()))

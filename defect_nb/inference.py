@@ -21,7 +21,9 @@ class BundleError(ValueError):
 
 _FORMAT, _VERSIONS = 'defect_nb.bundle', (1,)
 
-def read_bundle(bundle_dir, verify:bool=True) -> dict:
+def read_bundle(bundle_dir, # a folder written by `export_bundle`
+                verify:bool=True, # check the files' sha256 against bundle.json
+               ) -> dict:
     "The checked `bundle.json` of a bundle folder: format, version, required keys and (when `verify`) file hashes."
     d = Path(bundle_dir)
     if not d.is_dir(): raise BundleError(f"bundle folder {str(d)!r} does not exist")
@@ -42,7 +44,8 @@ def read_bundle(bundle_dir, verify:bool=True) -> dict:
     return meta
 
 # %% ../nbs/08_inference.ipynb #66cfda4d
-def rle_encode(mask:np.ndarray) -> dict:
+def rle_encode(mask:np.ndarray, # H×W, nonzero on defect pixels
+              ) -> dict:
     "Run-length encoding of a binary mask: {'size': [h, w], 'counts': [...]}, column-major, first run is background."
     m = (np.asarray(mask) > 0).reshape(-1, order='F')
     bounds = np.concatenate([[0], np.flatnonzero(m[1:] != m[:-1]) + 1, [m.size]])
@@ -50,13 +53,16 @@ def rle_encode(mask:np.ndarray) -> dict:
     if m.size and m[0]: counts = [0] + counts
     return dict(size=[int(v) for v in mask.shape[:2]], counts=counts)
 
-def rle_decode(rle:dict) -> np.ndarray:
+def rle_decode(rle:dict, # {'size': [h, w], 'counts': [...]}, from `rle_encode`
+              ) -> np.ndarray:
     "The binary mask (uint8 0/1) of a run-length encoding."
     h, w = rle['size']; flat = np.zeros(h * w, np.uint8); pos, val = 0, 0
     for c in rle['counts']: flat[pos:pos + c] = val; pos += c; val = 1 - val
     return flat.reshape((h, w), order='F')
 
-def mask_boxes(mask:np.ndarray, min_area:int=1) -> list:
+def mask_boxes(mask:np.ndarray, # H×W, nonzero on defect pixels
+               min_area:int=1, # regions with fewer pixels are left out
+              ) -> list:
     "Bounding boxes [x0, y0, x1, y1, area] of the connected regions of a mask, largest first."
     n, _, stats, _ = cv2.connectedComponentsWithStats((mask > 0).astype(np.uint8), connectivity=8)
     boxes = [[int(x), int(y), int(x + w - 1), int(y + h - 1), int(a)] for x, y, w, h, a in stats[1:] if a >= min_area]
@@ -65,7 +71,11 @@ def mask_boxes(mask:np.ndarray, min_area:int=1) -> list:
 # %% ../nbs/08_inference.ipynb #ee198b34
 class Predictor:
     "Predictions of a bundle with onnxruntime: one image, a batch, or a folder."
-    def __init__(self, bundle_dir, meta:dict, session, variant:str):
+    def __init__(self, bundle_dir, # the bundle folder (`Predictor.load` is the usual way in)
+                 meta:dict, # its checked bundle.json, from `read_bundle`
+                 session, # an onnxruntime session of the bundle's model
+                 variant:str, # 'fp32' or 'int8': which of the bundle's models `session` runs
+                ):
         self.dir, self.meta, self.session, self.variant = Path(bundle_dir), meta, session, variant
         self.task, self.classes, self.inp = meta['task'], list(meta['classes']), meta['input']
         self.threshold = float(meta['threshold'])
@@ -127,7 +137,11 @@ def predict(self, image, # a path, bytes, file object or uint8 array
     name = filename or (Path(str(image)).name if isinstance(image, (str, os.PathLike)) else '<array>' if isinstance(image, np.ndarray) else '<bytes>')
     return _result(self, img, self.probabilities([img])[0], name, threshold, min_area)
 
-def predict_batch(self, images:list, filenames:list|None=None, threshold:float|None=None, min_area:int=20) -> list:
+def predict_batch(self, images:list, # uint8 arrays, paths or bytes
+                  filenames:list|None=None, # the names reported (default: the files' names, or '<i>')
+                  threshold:float|None=None, # decision threshold (default: the bundle's)
+                  min_area:int=20, # segmenters: defect pixels for an image to be defective
+                 ) -> list:
     "Predict a list of images (arrays, paths or bytes) in one onnxruntime call."
     imgs = [im if isinstance(im, np.ndarray) else load_image(im) for im in images]
     names = filenames or [Path(str(im)).name if isinstance(im, (str, os.PathLike)) else f'<{i}>' for i, im in enumerate(images)]
@@ -135,7 +149,10 @@ def predict_batch(self, images:list, filenames:list|None=None, threshold:float|N
     return [_result(self, im, p, n, threshold, min_area) for im, p, n in zip(imgs, probs, names)]
 
 def predict_folder(self, folder, # a folder of images (searched recursively)
-                   bs:int=16, threshold:float|None=None, min_area:int=20, progress:bool=True):
+                   bs:int=16,
+                   threshold:float|None=None, # decision threshold (default: the bundle's)
+                   min_area:int=20, # segmenters: defect pixels for an image to be defective
+                   progress:bool=True):
     "Yield one result per image file of `folder`, streamed in batches; an unreadable file yields {'filename', 'error'}."
     from tqdm.auto import tqdm
     folder = Path(folder)
@@ -154,6 +171,7 @@ def predict_folder(self, folder, # a folder of images (searched recursively)
 
 Predictor.predict, Predictor.predict_batch, Predictor.predict_folder = predict, predict_batch, predict_folder
 
-def to_json(result:dict) -> dict:
+def to_json(result:dict, # a result of `Predictor.predict`
+           ) -> dict:
     "A result without its numpy arrays (mask, probability map), ready for `json.dumps`."
     return {k: v for k, v in result.items() if not isinstance(v, np.ndarray)}

@@ -43,7 +43,9 @@ def lite0_imagenet_state() -> dict:
     return out
 
 # %% ../nbs/03_models.ipynb #e770d120
-def hub_reachable(host:str='huggingface.co', timeout:float=2.0) -> bool:
+def hub_reachable(host:str='huggingface.co', # the host timm downloads weights from
+                  timeout:float=2.0, # seconds to wait for a TCP connection on port 443
+                 ) -> bool:
     "Whether timm's weight hub answers within `timeout` seconds (False at once when `HF_HUB_OFFLINE` is set)."
     if os.environ.get('HF_HUB_OFFLINE', '0') not in ('0', '', 'false', 'False'): return False
     ok = []
@@ -53,7 +55,8 @@ def hub_reachable(host:str='huggingface.co', timeout:float=2.0) -> bool:
     t = threading.Thread(target=probe, daemon=True); t.start(); t.join(timeout + 0.5)
     return bool(ok)
 
-def read_weights(path) -> dict:
+def read_weights(path, # a `.safetensors`, `.pth` or `.pt` file
+                ) -> dict:
     "A state dict from a `.safetensors` or `.pth`/`.pt` file, never unpickling arbitrary objects."
     p = Path(path)
     if not p.is_file(): raise ModelError(f"weights file {str(p)!r} does not exist")
@@ -67,7 +70,11 @@ def read_weights(path) -> dict:
         raise ModelError(f"{p.name} does not hold a state dict of tensors")
     return sd
 
-def load_matching(model:nn.Module, sd:dict, what:str='weights', min_frac:float=0.9) -> int:
+def load_matching(model:nn.Module, # the model to load into, in place
+                  sd:dict, # a state dict, e.g. from `read_weights`
+                  what:str='weights', # how the error message names `sd`
+                  min_frac:float=0.9, # fail when fewer than this fraction of the model's tensors match by name and shape
+                 ) -> int: # the number of tensors copied
     "Copy the tensors of `sd` whose names and shapes match `model`; fail if fewer than `min_frac` of the model's fit."
     own = model.state_dict()
     fit = {k: v for k, v in sd.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
@@ -126,7 +133,12 @@ def _timm_classifier(n_out, n_in=3, pretrained=True, weights=None, img_size=None
 # %% ../nbs/03_models.ipynb #b3b3145f
 class SmallCNN(nn.Sequential):
     "A from-scratch CNN: Conv-BN-ReLU-MaxPool blocks, global pooling, a dense layer with dropout, one output per class."
-    def __init__(self, n_out, n_in=3, widths=(32, 64, 128, 256), hidden=256, p=0.5):
+    def __init__(self, n_out, # number of outputs (classes)
+                 n_in=3, # input channels
+                 widths=(32, 64, 128, 256), # channels of the conv blocks; each block halves the resolution
+                 hidden=256, # width of the dense layer
+                 p=0.5, # dropout before the last layer
+                ):
         layers, c = [], n_in
         for w in widths: layers += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True), nn.MaxPool2d(2)]; c = w
         super().__init__(nn.Sequential(*layers), nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, hidden),
@@ -140,7 +152,8 @@ def _small_cnn(n_out, n_in=3, pretrained=False, weights=None, img_size=None, **k
 # %% ../nbs/03_models.ipynb #6aff5ab3
 class SpatialAttention(nn.Module):
     "Channel-wise average and max pooling → 7×7 conv → sigmoid: a map that weights every location of the features."
-    def __init__(self, k=7):
+    def __init__(self, k=7, # size of the square convolution kernel (odd)
+                ):
         super().__init__(); self.conv = nn.Conv2d(2, 1, k, padding=k // 2, bias=False); self.attn = None
     def forward(self, x):
         a = torch.sigmoid(self.conv(torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1)))
@@ -148,7 +161,14 @@ class SpatialAttention(nn.Module):
 
 class SpatialAttentionNet(nn.Module):
     "Backbone feature map → spatial attention → global average pooling → MLP (512, ReLU, Dropout 0.3)."
-    def __init__(self, n_out, backbone='efficientnet_lite0', n_in=3, pretrained=True, weights=None, hidden=512, p=0.3):
+    def __init__(self, n_out, # number of outputs (classes)
+                 backbone='efficientnet_lite0', # a timm model name
+                 n_in=3, # input channels
+                 pretrained=True, # ImageNet weights for the backbone (see `timm_backbone`)
+                 weights=None, # a local weights file for the backbone, overrides `pretrained`
+                 hidden=512, # width of the MLP's hidden layer
+                 p=0.3, # dropout before the last layer
+                ):
         super().__init__()
         self.body = timm_backbone(backbone, pretrained, weights, num_classes=0, global_pool='', in_chans=n_in)
         self.attention = SpatialAttention(7)
@@ -168,14 +188,23 @@ def _conv_bn_relu(ci, co): return nn.Sequential(nn.Conv2d(ci, co, 3, padding=1, 
 
 class DecoderBlock(nn.Module):
     "Upsample ×2, concatenate the skip connection, two conv-BN-ReLU."
-    def __init__(self, ci, skip, co): super().__init__(); self.conv = nn.Sequential(_conv_bn_relu(ci + skip, co), _conv_bn_relu(co, co))
+    def __init__(self, ci, # channels coming from below
+                 skip, # channels of the skip connection (0 for none)
+                 co, # output channels
+                ): super().__init__(); self.conv = nn.Sequential(_conv_bn_relu(ci + skip, co), _conv_bn_relu(co, co))
     def forward(self, x, skip=None):
         x = F.interpolate(x, size=skip.shape[-2:] if skip is not None else None, scale_factor=None if skip is not None else 2, mode='nearest')
         return self.conv(torch.cat([x, skip], 1) if skip is not None else x)
 
 class TimmUNet(nn.Module):
     "U-Net with a timm `features_only` encoder and a slim decoder."
-    def __init__(self, n_out=2, encoder='efficientnet_lite0', n_in=3, pretrained=True, weights=None, decoder=(96, 64, 32, 16)):
+    def __init__(self, n_out=2, # number of classes per pixel, background included
+                 encoder='efficientnet_lite0', # a timm model name that supports `features_only`
+                 n_in=3, # input channels
+                 pretrained=True, # ImageNet weights for the encoder (see `timm_backbone`)
+                 weights=None, # a local weights file for the encoder, overrides `pretrained`
+                 decoder=(96, 64, 32, 16), # decoder widths, one per skip connection, deepest first
+                ):
         super().__init__()
         self.encoder = timm_backbone(encoder, pretrained, weights, features_only=True, in_chans=n_in)
         chs = self.encoder.feature_info.channels()
@@ -196,7 +225,11 @@ def _unet_lite0(n_out, n_in=3, pretrained=True, weights=None, img_size=None, **k
     return m, lambda m: L(m.encoder, nn.ModuleList([m.decoder, m.head])).map(params)
 
 # %% ../nbs/03_models.ipynb #a0570569
-def timm_body(name='efficientnet_lite0', pretrained=True, weights=None, n_in=3) -> nn.Sequential:
+def timm_body(name='efficientnet_lite0', # a timm model name
+              pretrained=True, # ImageNet weights (see `timm_backbone`)
+              weights=None, # a local weights file, overrides `pretrained`
+              n_in=3, # input channels
+             ) -> nn.Sequential:
     "The body of a timm CNN as an `nn.Sequential` of its stages (no pooling or classifier), as `DynamicUnet` needs."
     m = timm_backbone(name, pretrained, weights, num_classes=0, global_pool='', in_chans=n_in)
     layers = []
@@ -215,7 +248,10 @@ def _dynamic_unet(n_out, n_in=3, pretrained=True, weights=None, img_size=None, e
 # %% ../nbs/03_models.ipynb #c23f3e56
 class UNetTiny(nn.Module):
     "A compact U-Net from scratch: 4 levels (16-32-64-128), two conv-BN-ReLU per level, about 0.5 M parameters."
-    def __init__(self, n_out=2, n_in=3, widths=(16, 32, 64, 128)):
+    def __init__(self, n_out=2, # number of classes per pixel, background included
+                 n_in=3, # input channels
+                 widths=(16, 32, 64, 128), # channels per level, from full resolution down
+                ):
         super().__init__()
         self.down = nn.ModuleList(); c = n_in
         for w in widths: self.down.append(nn.Sequential(_conv_bn_relu(c, w), _conv_bn_relu(w, w))); c = w
@@ -238,11 +274,14 @@ def _unet_tiny(n_out, n_in=3, pretrained=False, weights=None, img_size=None, **k
 DEFAULT_ARCH = dict(classify='efficientnet_lite0', segment='unet_lite0')
 PRETRAINABLE = {'timm', 'spatial_attention', 'unet_lite0', 'dynamic_unet'}
 
-def list_archs(task:str|None=None) -> list:
+def list_archs(task:str|None=None, # 'classify', 'segment', or None for both
+              ) -> list:
     "The registered architecture names (timm names are accepted for classification too)."
     return [n for n, a in ARCHS.items() if n != 'timm' and (task is None or a['task'] == task)]
 
-def resolve_arch(arch:str|None, task:str|None=None) -> tuple:
+def resolve_arch(arch:str|None, # a registered or timm name; None: the task's default
+                 task:str|None=None, # 'classify' or 'segment'; None: the architecture's own
+                ) -> tuple:
     "(registry key, task, timm name or None) for an architecture name; raises `ModelError` listing the choices."
     if arch is None:
         if task is None: raise ModelError("give an architecture or a task")
@@ -299,20 +338,25 @@ def focal_loss(gamma:float=2.0, # focusing: larger values down-weight easy examp
 
 class BinarySigmoidLoss:
     "Binary cross-entropy on one logit; activations are returned as two columns (P(class 0), P(class 1)) like softmax."
-    def __init__(self, pos_weight=None): self.pos_weight = pos_weight
+    def __init__(self, pos_weight=None, # weight of the positive class (class 1) relative to class 0; None: 1
+                ): self.pos_weight = pos_weight
     def __call__(self, out, targ):
         pw = None if self.pos_weight is None else torch.tensor(self.pos_weight, device=out.device)
         return F.binary_cross_entropy_with_logits(out.view(-1), targ.float().view(-1), pos_weight=pw)
     def activation(self, out): p = torch.sigmoid(out.view(-1, 1)); return torch.cat([1 - p, p], 1)
     def decodes(self, out): return out.argmax(-1)
 
-def sigmoid_accuracy(inp, targ):
+def sigmoid_accuracy(inp, # logits, one per item
+                     targ, # class indices, 0 or 1
+                    ):
     "Accuracy of a single-logit binary model."
     return ((inp.view(-1) > 0).long() == targ.view(-1)).float().mean()
 
 class CEDiceLoss:
     "Cross-entropy + soft Dice (fastai's `DiceLoss`, mean over images and classes) for segmentation."
-    def __init__(self, weight=None, dice_weight:float=1.0):
+    def __init__(self, weight=None, # per-class weights of the cross-entropy (None: equal)
+                 dice_weight:float=1.0, # weight of the Dice term against the cross-entropy
+                ):
         self.ce = CrossEntropyLossFlat(axis=1, weight=weight); self.dice = DiceLoss(axis=1, reduction='mean'); self.dice_weight = dice_weight
     def __call__(self, out, targ): return self.ce(out, targ) + self.dice_weight * self.dice(out, targ)
     def activation(self, out): return F.softmax(out, dim=1)
@@ -321,7 +365,13 @@ class CEDiceLoss:
 # %% ../nbs/03_models.ipynb #d932105e
 CLASSIFY_LOSSES, SEGMENT_LOSSES = ('ce', 'focal', 'bce'), ('ce_dice', 'ce', 'focal', 'dice')
 
-def make_loss(task:str, loss:str|None, n_classes:int, class_weights=None, gamma:float=2.0, alpha=None):
+def make_loss(task:str, # 'classify' or 'segment'
+              loss:str|None, # a name from `CLASSIFY_LOSSES` or `SEGMENT_LOSSES`; None: the task's default (ce, ce_dice)
+              n_classes:int, # number of classes
+              class_weights=None, # per-class weights (a list), or None
+              gamma:float=2.0, # focal loss focusing parameter
+              alpha=None, # focal loss α (see `focal_loss`); None: `class_weights`
+             ):
     "The loss function for a task by name; `class_weights` is a per-class list (or None)."
     w = None if class_weights is None else torch.tensor(list(class_weights), dtype=torch.float)
     if task == 'classify':
@@ -338,7 +388,10 @@ def make_loss(task:str, loss:str|None, n_classes:int, class_weights=None, gamma:
     if loss == 'focal': return focal_loss(gamma, alpha if alpha is not None else (None if w is None else w.tolist()), n_classes, axis=1)
     return DiceLoss(axis=1, reduction='mean')
 
-def default_metrics(task:str, n_classes:int, loss:str|None=None) -> list:
+def default_metrics(task:str, # 'classify' or 'segment'
+                    n_classes:int, # number of classes
+                    loss:str|None=None, # the loss name: 'bce' (one logit) needs its own accuracy
+                   ) -> list:
     "Accuracy and balanced accuracy (classify); foreground Dice and IoU (binary segmentation), or multi-class Dice."
     if task == 'classify': return [sigmoid_accuracy] if loss == 'bce' else [accuracy, BalancedAccuracy()]
     return [Dice(), JaccardCoeff()] if n_classes == 2 else [DiceMulti()]
@@ -349,7 +402,8 @@ def create_learner(dls, # from `data.classify_dls` or `data.segment_dls`
                    weights=None, # local backbone weights file
                    loss:str|None=None, # classify: ce, focal, bce; segment: ce_dice, ce, focal, dice
                    class_weights=None, # per-class loss weights, or 'balanced' (inverse frequency in the training split)
-                   gamma:float=2.0, alpha=None, # focal loss parameters
+                   gamma:float=2.0, # focal loss focusing parameter
+                   alpha=None, # focal loss α (see `focal_loss`)
                    metrics=None, # fastai metrics (default: `default_metrics`)
                    path='.', # where fastai keeps its own files
                    **options, # architecture options

@@ -4,15 +4,12 @@ Uploads a synthetic scratch, sees the prediction and the heatmap; moves the thre
 two epochs and sees two panels; uploads a text file named .png and sees the error while the page keeps working.
 Screenshots go to test_artifacts/.
 """
-import os, shutil, socket, subprocess, time, json
-from pathlib import Path
+import socket, subprocess, time, json
 import cv2, pytest
-from conftest import ROOT
+from conftest import ROOT, needs_chromium
 
-CHROMIUM = shutil.which('chromium') or '/usr/bin/chromium'
 ARTIFACTS = ROOT / 'test_artifacts'
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() and os.environ.get('CI') != 'true',
-                                reason='Debian chromium is not installed (apt-get install chromium); CI installs it')
+pytestmark = needs_chromium
 
 
 def free_port():
@@ -54,18 +51,13 @@ def voila(runs):
 
 
 @pytest.fixture(scope='module')
-def page(voila):
-    from playwright.sync_api import sync_playwright
+def page(voila, browser):
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                               args=['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-                                     '--disable-sync', '--no-first-run'])
-        pg = b.new_page(viewport={'width': 1400, 'height': 1000})
-        pg.goto(voila, timeout=180_000)
-        pg.wait_for_selector('text=defect_nb inspection', timeout=180_000)
-        yield pg
-        b.close()
+    pg = browser.new_page(viewport={'width': 1400, 'height': 1000})
+    pg.goto(voila, timeout=180_000)
+    pg.wait_for_selector('text=defect_nb inspection', timeout=180_000)
+    yield pg
+    pg.close()
 
 
 def select_run(page, name):

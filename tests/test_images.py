@@ -1,43 +1,9 @@
-"A corpus of good and bad image files, made here, through `load_image`: a correct array or a clear ImageError."
-import io, struct, zlib
-import numpy as np, pytest, cv2
+"The image corpus of tests/corpus.py through `load_image`: a correct array or a clear ImageError, for every file."
+import io
+import numpy as np, pytest
 from PIL import Image
 from defect_nb.core import load_image, ImageError
-
-G = (np.arange(60 * 40) % 251).astype(np.uint8).reshape(40, 60)
-RGB = np.dstack([G, 255 - G, G // 2])
-
-
-def enc(arr, fmt, mode=None, **kw):
-    b = io.BytesIO(); im = Image.fromarray(arr)
-    if mode: im = im.convert(mode)
-    im.save(b, fmt, **kw); return b.getvalue()
-
-
-def png_bomb(w=40000, h=40000):
-    "A valid PNG header declaring w×h pixels, with a tiny IDAT: the classic decompression bomb."
-    def chunk(t, d): return struct.pack('>I', len(d)) + t + d + struct.pack('>I', zlib.crc32(t + d))
-    return b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', w, h, 8, 0, 0, 0, 0)) + chunk(b'IDAT', zlib.compress(b'\0' * 1000)) + chunk(b'IEND', b'')
-
-
-GOOD = {
-    'gray.png': (enc(G, 'PNG'), (40, 60)),
-    'rgb.jpg': (enc(RGB, 'JPEG', quality=95), (40, 60, 3)),
-    'progressive.jpg': (enc(RGB, 'JPEG', progressive=True), (40, 60, 3)),
-    'rgb.bmp': (enc(RGB, 'BMP'), (40, 60, 3)),
-    'gray16.tif': (cv2.imencode('.tiff', G.astype(np.uint16) * 257)[1].tobytes(), (40, 60)),
-    'gray16.png': (cv2.imencode('.png', G.astype(np.uint16) * 257)[1].tobytes(), (40, 60)),
-    'rgb16.tif': (cv2.imencode('.tiff', (RGB.astype(np.uint16) * 257))[1].tobytes(), (40, 60, 3)),
-    'float.tif': (enc(G.astype(np.float32) / 255, 'TIFF'), (40, 60)),
-    'cmyk.jpg': (enc(RGB, 'JPEG', mode='CMYK'), (40, 60, 3)),
-    'rgba.png': (enc(np.dstack([RGB, np.full_like(G, 128)]), 'PNG'), (40, 60, 3)),
-    'palette_transparent.png': (None, (40, 60, 3)),
-    'la.png': (enc(np.dstack([G, np.full_like(G, 255)]), 'PNG'), (40, 60)),
-    'one_pixel.png': (enc(np.zeros((1, 1), np.uint8), 'PNG'), (1, 1)),
-    'wide.png': (enc(np.zeros((20, 10000), np.uint8), 'PNG'), (20, 10000)),
-}
-b = io.BytesIO(); Image.fromarray(G).convert('P').save(b, 'PNG', transparency=0)
-GOOD['palette_transparent.png'] = (b.getvalue(), (40, 60, 3))
+from corpus import G, RGB, GOOD, BAD
 
 
 @pytest.mark.parametrize('name', sorted(GOOD))
@@ -55,25 +21,16 @@ def test_16bit_scaled_not_truncated():
     assert np.abs(a.astype(int) - G).max() <= 1                           # 65535 → 255, not 65535 & 255
 
 
-def test_exif_rotation():
-    ex = Image.fromarray(RGB).getexif(); ex[0x0112] = 8                   # rotate 90° counter-clockwise to view
-    b = io.BytesIO(); Image.fromarray(RGB).save(b, 'JPEG', exif=ex)
-    assert load_image(b.getvalue()).shape == (60, 40, 3)
+def test_exif_rotation_is_applied():
+    "Orientation 8 means 'rotate 90° counter-clockwise to view': the pixels come back turned, not only the shape."
+    data = GOOD['exif_rotated.jpg'][0]
+    stored = np.asarray(Image.open(io.BytesIO(data)).convert('RGB'))                 # as stored, before the rotation
+    a = load_image(data)
+    np.testing.assert_array_equal(a, np.rot90(stored))
+    assert not np.array_equal(a, np.rot90(stored, -1))
 
 
-good_png = enc(G, 'PNG'); good_jpg = enc(RGB, 'JPEG')
-BAD = {
-    'zero.png': (b'', 'is empty'),
-    'text.png': (b'this is a text file, not a picture\n' * 3, 'is not an image'),
-    'random.jpg': (np.random.default_rng(0).integers(0, 256, 500, dtype=np.uint8).tobytes(), 'is not an image'),
-    'truncated.png': (good_png[:len(good_png) // 2], 'truncated'),
-    'truncated_header.png': (good_png[:20], 'truncated'),
-    'truncated.jpg': (good_jpg[:len(good_jpg) // 2], 'truncated'),
-    'bomb.png': (png_bomb(), '1,600,000,000 pixels, over the limit'),
-    'animated.gif': (None, 'GIF'),
-}
-b = io.BytesIO(); Image.fromarray(RGB).save(b, 'GIF', save_all=True, append_images=[Image.fromarray(255 - RGB)])
-BAD['animated.gif'] = (b.getvalue(), 'is a GIF file')
+good_png = GOOD['gray.png'][0]
 
 
 @pytest.mark.parametrize('name', sorted(BAD))
