@@ -158,7 +158,8 @@ def run_one(name, a):
                epochs=f"{cfg['freeze_epochs']} frozen + {epochs}", best_epoch=cfg.get('best_epoch'), monitor=cfg['monitor'],
                loss=cfg['loss'], n_train=n_train, n_valid=n_valid, train_seconds=round(train_s, 1),
                train_img_s=round(n_train * len(hist) / train_s, 1), anchors=r['anchors'], goal=r['goal'], smoke=a.smoke,
-               machine=machine(), command='python bench/real_bench.py ' + name + (' --smoke' if a.smoke else ''))
+               machine=machine(), command='python bench/real_bench.py ' + name + (' --smoke' if a.smoke else '')
+               + (f' --epochs {a.epochs}' if a.epochs and not a.smoke else '') + (f' --size {a.size}' if a.size and not a.smoke else ''))
     res.update(classify_report(ev, cfg, name) if r['task'] == 'classify' else segment_report(ev, cfg))
     b = export_bundle(run, work / f'{run.name}-bundle', quantize_mode='static', overwrite=True, report_n=16 if a.smoke else None)
     res['export'] = b['report']

@@ -2,14 +2,22 @@
 
 Uploads a synthetic scratch, sees the prediction and the heatmap; moves the threshold and sees the mask change; selects
 two epochs and sees two panels; uploads a text file named .png and sees the error while the page keeps working.
-Screenshots go to test_artifacts/.
+Screenshots go to test_artifacts/; with DEFECT_NB_DOC_IMAGES=nbs/images the README's and the docs' pictures are refreshed too.
 """
-import socket, subprocess, time, json
+import os, shutil, socket, subprocess, time, json
+from pathlib import Path
 import cv2, pytest
 from conftest import ROOT, needs_chromium
 
 ARTIFACTS = ROOT / 'test_artifacts'
 pytestmark = needs_chromium
+
+
+def shot(page, name):
+    "Screenshot to test_artifacts/, and to $DEFECT_NB_DOC_IMAGES when set (how the docs' pictures are made)."
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+    if os.environ.get('DEFECT_NB_DOC_IMAGES'):
+        d = Path(os.environ['DEFECT_NB_DOC_IMAGES']); d.mkdir(parents=True, exist_ok=True); shutil.copy(ARTIFACTS / name, d / name)
 
 
 def free_port():
@@ -79,7 +87,7 @@ def test_upload_predict_and_heatmap(page, runs):
     text = page.locator('.dnb-prediction').first.inner_text()
     assert any(c in text for c in ('scratches', 'ok', 'crazing', 'patches', 'inclusion', 'pitted_surface', 'rolled-in_scale'))
     assert page.locator('.dnb-panel img').count() >= 3                 # input, Grad-CAM overlay, probability bars
-    page.screenshot(path=str(ARTIFACTS / 'dashboard_classifier.png'), full_page=True)
+    shot(page, 'dashboard_classifier.png')
     (ARTIFACTS / 'dashboard_latency.json').write_text(json.dumps(dict(upload_to_result_s=round(latency, 2))))
     print(f"upload to result shown: {latency:.2f} s")
 
@@ -93,7 +101,7 @@ def test_two_epochs_two_panels(page, runs):
     handles.nth(1).focus(); page.keyboard.press('End')
     page.wait_for_function("document.querySelectorAll('.dnb-panel').length === 2", timeout=60_000)
     assert page.locator('.dnb-panel').count() == 2
-    page.screenshot(path=str(ARTIFACTS / 'dashboard_epochs.png'), full_page=True)
+    shot(page, 'dashboard_epochs.png')
 
 
 def test_threshold_changes_mask(page, runs):
@@ -103,14 +111,14 @@ def test_threshold_changes_mask(page, runs):
     page.wait_for_function("(b) => document.querySelector('.dnb-prediction').innerText !== b", arg=before, timeout=60_000)
     after = page.locator('.dnb-prediction').first.inner_text()
     assert after != before and 'defect area' in after
-    page.screenshot(path=str(ARTIFACTS / 'dashboard_threshold.png'), full_page=True)
+    shot(page, 'dashboard_threshold.png')
 
 
 def test_bad_upload_shows_message_and_page_keeps_working(page, runs):
     upload(page, runs / 'notes.png')
     page.wait_for_selector('.dnb-error', timeout=60_000)
     assert 'is not an image' in page.locator('.dnb-error').inner_text()
-    page.screenshot(path=str(ARTIFACTS / 'dashboard_bad_upload.png'), full_page=True)
+    shot(page, 'dashboard_bad_upload.png')
     select_run(page, 'cls')
     upload(page, runs / 'scratch.png')
     page.wait_for_selector('.dnb-prediction', timeout=60_000)
