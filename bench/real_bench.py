@@ -45,19 +45,13 @@ RECIPES = {
 
 def machine():
     import torch, onnxruntime
-    return dict(cpu=platform.processor() or platform.machine(), cores=os.cpu_count(), python=platform.python_version(),
+    return dict(cpu=platform.processor() or platform.machine(), cores=os.cpu_count(), torch_threads=torch.get_num_threads(), python=platform.python_version(),
                 torch=torch.__version__, onnxruntime=onnxruntime.__version__,
                 gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
 
 
 def datasets_root(arg):
     return Path(arg) if arg else (Path(os.environ['DEFECT_NB_DATASETS']) if os.environ.get('DEFECT_NB_DATASETS') else None)
-
-
-def subsample(t, per_class, seed=0):
-    "A few images per class (smoke runs), keeping the table's attributes."
-    out = t.groupby('label', group_keys=False).apply(lambda g: g.sample(min(len(g), per_class), random_state=seed))
-    out.attrs.update(t.attrs); return out.sort_values('image')
 
 
 def synth_table(work, smoke):
@@ -77,7 +71,7 @@ def synth_table(work, smoke):
 
 
 def table_for(name, a, work):
-    from defect_nb.data import load_table, make_split
+    from defect_nb.data import load_table, make_split, subset
     splits = work / 'splits'; splits.mkdir(parents=True, exist_ok=True)
     sf = splits / f"{name}{'-smoke' if a.smoke else ''}_seed42.csv"
     if name.startswith('synth'):
@@ -91,7 +85,7 @@ def table_for(name, a, work):
         if root is None or not (root / sub).is_dir():
             sys.exit(f"{sub} not found: pass --data DATASETS_FOLDER or set DEFECT_NB_DATASETS (README: Datasets)")
         t = load_table(root / sub); valid, test = (0.10, 0.20) if name == 'neu' else (0.20, 0.20)
-    if a.smoke: t = subsample(t, 8)
+    if a.smoke: t = subset(t, 8)
     return make_split(t, 42, valid, test, split_file=sf)
 
 
@@ -163,7 +157,7 @@ def run_one(name, a):
     res.update(classify_report(ev, cfg, name) if r['task'] == 'classify' else segment_report(ev, cfg))
     b = export_bundle(run, work / f'{run.name}-bundle', quantize_mode='static', overwrite=True, report_n=16 if a.smoke else None)
     res['export'] = b['report']
-    out = RESULTS / 'smoke' if a.smoke else RESULTS; out.mkdir(parents=True, exist_ok=True)
+    out = Path(a.out) / 'smoke' if a.smoke else Path(a.out); out.mkdir(parents=True, exist_ok=True)
     (out / f'{name}.json').write_text(json.dumps(res, indent=2, default=float))
     (out / f'{name}.md').write_text(detail_md(res))
     print(detail_md(res))
@@ -184,7 +178,7 @@ def detail_md(r):
     lines = [f"**{r['title']}** ({r['protocol']}). {r['arch']} ({r['params'] / 1e6:.2f} M parameters), {r['size']} px, "
              f"{r['epochs']} epochs (best epoch {r['best_epoch']} by valid {r['monitor']}), loss {r['loss']}; {r['n_train']} training, "
              f"{r['n_valid']} validation, {r['n_test']} test images. Training {r['train_seconds']:.0f} s "
-             f"({r['train_img_s']:.1f} img/s incl. validation) on {r['machine']['cores']} CPU cores"
+             f"({r['train_img_s']:.1f} img/s incl. validation) on {r['machine']['cores']} CPU cores, {r['machine'].get('torch_threads', '?')} torch thread(s)"
              f"{', ' + r['machine']['gpu'] if r['machine']['gpu'] else ''}.", '']
     if 'accuracy' in r:
         lines += ['| metric | test value [95% bootstrap CI] |', '|---|---|',
@@ -212,11 +206,11 @@ def detail_md(r):
     return '\n'.join(lines) + '\n'
 
 
-def summary():
+def summary(results=RESULTS):
     rows = ['| benchmark | ours (test) [95% CI] | published anchors | goal | model, size, epochs | train s (img/s) | INT8 img/s (× FP32) |',
             '|---|---|---|---|---|---|---|']
     for name in RECIPES:
-        p = RESULTS / f'{name}.json'
+        p = Path(results) / f'{name}.json'
         if not p.exists(): rows.append(f'| {RECIPES[name]["title"]} | not run yet | | | | | |'); continue
         r = json.loads(p.read_text())
         def fmt(key):
@@ -235,7 +229,7 @@ def summary():
                     f"{r['size']} px, {r['epochs']} | {r['train_seconds']:.0f} ({r['train_img_s']:.0f}) | {speed} |")
     rows += ['', 'Every figure is read from bench/results/NAME.json (written by `python bench/real_bench.py NAME`); the per-benchmark '
              'tables, with the exact command, are in bench/results/NAME.md. The test split is never used to choose a checkpoint or threshold.']
-    (RESULTS / 'real.md').write_text('\n'.join(rows) + '\n'); print('\n'.join(rows))
+    (Path(results) / 'real.md').write_text('\n'.join(rows) + '\n'); print('\n'.join(rows))
 
 
 def main():
@@ -245,14 +239,15 @@ def main():
     ap.add_argument('--epochs', type=int); ap.add_argument('--size', type=int)
     ap.add_argument('--work', default=str(ROOT / 'runs' / 'bench')); ap.add_argument('--smoke', action='store_true')
     ap.add_argument('--reuse', action='store_true', help='report on a finished run in --work instead of training again')
-    ap.add_argument('--summary', action='store_true', help='write bench/results/real.md from the results files')
+    ap.add_argument('--summary', action='store_true', help='write real.md from the results files')
+    ap.add_argument('--out', default=str(RESULTS), help='results folder (default bench/results; smoke runs: its smoke/)')
     a = ap.parse_args()
     names = list(RECIPES) if a.names == ['all'] else a.names
     bad = [n for n in names if n not in RECIPES]
     if bad: ap.error(f"unknown benchmark {bad[0]!r}; choose from {', '.join(RECIPES)} or all")
     if not names and not a.summary: ap.error('name a benchmark or pass --summary')
     for n in names: run_one(n, a)
-    if a.summary or (names and not a.smoke): summary()
+    if a.summary or (names and not a.smoke): summary(a.out)
 
 
 if __name__ == '__main__':

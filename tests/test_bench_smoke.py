@@ -1,0 +1,44 @@
+"Every benchmark script still runs end to end, in its smoke mode (a few images, one epoch); the full runs are in bench/results."
+import json, os, subprocess, sys
+import pytest
+from conftest import ROOT
+
+
+def run(args, timeout=1200):
+    r = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                       env={**os.environ, 'PYTHONWARNINGS': 'ignore'})
+    assert r.returncode == 0, (r.stdout[-1500:], r.stderr[-3000:])
+    return r
+
+
+def test_real_data_benchmarks_smoke(tmp_path):
+    from conftest import real_dataset
+    real_dataset('neu-det'); real_dataset('magnetic-tile')             # CI must have them; elsewhere skip with the reason
+    run([ROOT / 'bench' / 'real_bench.py', 'all', '--smoke', '--work', tmp_path / 'work', '--out', tmp_path / 'res'])
+    for name in ['neu', 'elpv', 'mt', 'synth-cls', 'synth-seg']:
+        r = json.loads((tmp_path / 'res' / 'smoke' / f'{name}.json').read_text())
+        assert r['smoke'] and r['n_test'] > 0 and r['command'].endswith(f'{name} --smoke')
+        assert {'pytorch_fp32', 'onnx_fp32', 'onnx_int8_static'} <= set(r['export'])
+        key = r['goal'][0]; assert 0 <= r[key] <= 1 and len(r.get(key + '_ci', [0, 1])) == 2
+        md = (tmp_path / 'res' / 'smoke' / f'{name}.md').read_text()
+        assert 'Command: `python bench/real_bench.py' in md and '| onnx_int8_static |' in md
+    e = json.loads((tmp_path / 'res' / 'smoke' / 'elpv.json').read_text())
+    assert {'mono', 'poly'} == set(e['by_type']) and 0 <= e['binary_accuracy'] <= 1
+
+
+def test_summary_table_from_results(tmp_path):
+    "real.md is built from whatever results files exist, with the published anchors beside ours."
+    res = tmp_path / 'res'; res.mkdir()
+    fake = dict(name='neu', title='NEU-DET, 6-class classification', accuracy=0.95, accuracy_ci=[0.93, 0.97], anchors=[['X 2020', 'accuracy', 0.99]],
+                goal=['accuracy', 0.997], arch='efficientnet_lite0', params=4.69e6, size=192, epochs='1 frozen + 10', train_seconds=100.0, train_img_s=10.0,
+                export={'onnx_fp32': dict(batch_img_s=100.0), 'onnx_int8_static': dict(batch_img_s=200.0)})
+    (res / 'neu.json').write_text(json.dumps(fake))
+    run([ROOT / 'bench' / 'real_bench.py', '--summary', '--out', res])
+    md = (res / 'real.md').read_text()
+    assert 'acc 95.0% [93.0, 97.0]' in md and 'X 2020: 99.0%' in md and '200 (2.0×)' in md and 'not run yet' in md
+
+
+def test_export_bench_smoke(tmp_path):
+    run([ROOT / 'bench' / 'export_bench.py', '--smoke', '--work', tmp_path / 'work', '--out', tmp_path / 'res'])
+    r = json.loads((tmp_path / 'res' / 'export_smoke.json').read_text())
+    assert r['service']['errors'] == 0 and 'onnx_int8_static' in r['variants']
