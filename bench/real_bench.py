@@ -194,13 +194,17 @@ def detail_md(r):
                   f"| IoU, mean over defective images | {show('iou', r['iou_defective'], r['iou_defective_ci'])} |",
                   f"| Dice, mean over defective images | {show('dice', r['dice_defective'], r['dice_defective_ci'])} |",
                   f"| IoU / Dice, pixels pooled | {r['iou_pooled']:.3f} / {r['dice_pooled']:.3f} |",
-                  f"| mIoU (background, defect) | {r['miou']:.3f} |", f"| pixel AP | {r['pixel_ap']:.3f} |"]
+                  f"| mIoU (background, defect; pixels pooled) | {r['miou']:.3f} |", f"| pixel AP | {r['pixel_ap']:.3f} |"]
         if r.get('image_auroc') is not None:
             lines.append(f"| image-level detection AUROC (max pixel probability) | {show('auroc', r['image_auroc'], r.get('image_auroc_ci'))} |")
     lines += ['', '| model | MB | test quality | agreement with FP32 | batch 1 img/s | batch img/s |', '|---|---|---|---|---|---|']
     for k, v in r['export'].items():
         q = v.get('accuracy', v.get('dice_mean'))
         lines.append(f"| {k} | {v.get('mb', float('nan')):.1f} | {q:.4f} | {v.get('agreement', 1):.4f} | {v['b1_img_s']:.1f} | {v['batch_img_s']:.1f} |")
+    if 'miou' in r and r['anchors']:
+        lines += ['', 'mIoU here is the two-class definition (mean of the background and defect IoU over the pooled test pixels); '
+                      'papers differ in how they average (per image, per defect type), so set it beside the anchors with care. '
+                      'The goal is on the stricter per-image defect IoU.']
     lines += ['', f"Goal {r['goal'][0]} ≥ {show(key, r['goal'][1])}: {'reached' if got is not None and got >= r['goal'][1] else 'not reached'} "
               f"({show(key, got)}). Command: `{r['command']}`"]
     return '\n'.join(lines) + '\n'
@@ -213,6 +217,7 @@ def summary(results=RESULTS):
         p = Path(results) / f'{name}.json'
         if not p.exists(): rows.append(f'| {RECIPES[name]["title"]} | not run yet | | | | | |'); continue
         r = json.loads(p.read_text())
+        (Path(results) / f'{name}.md').write_text(detail_md(r))        # the detail table, re-rendered from the same numbers
         def fmt(key):
             v = r.get(key)
             if v is None: return '—'
