@@ -178,7 +178,7 @@ def detail_md(r):
     lines = [f"**{r['title']}** ({r['protocol']}). {r['arch']} ({r['params'] / 1e6:.2f} M parameters), {r['size']} px, "
              f"{r['epochs']} epochs (best epoch {r['best_epoch']} by valid {r['monitor']}), loss {r['loss']}; {r['n_train']} training, "
              f"{r['n_valid']} validation, {r['n_test']} test images. Training {r['train_seconds']:.0f} s "
-             f"({r['train_img_s']:.1f} img/s incl. validation) on {r['machine']['cores']} CPU cores, {r['machine'].get('torch_threads', '?')} torch thread(s)"
+             f"({r['train_img_s']:.1f} img/s incl. validation) on {r['machine']['cores']} CPU cores, {str(r['machine']['torch_threads']) + ' torch thread(s)' if 'torch_threads' in r['machine'] else 'torch default threads'}"
              f"{', ' + r['machine']['gpu'] if r['machine']['gpu'] else ''}.", '']
     if 'accuracy' in r:
         lines += ['| metric | test value [95% bootstrap CI] |', '|---|---|',
