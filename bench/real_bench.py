@@ -222,7 +222,7 @@ def summary(results=RESULTS):
             v = r.get(key)
             if v is None: return '—'
             lab = {'accuracy': 'acc', 'binary_accuracy': 'binary acc', 'iou_defective': 'defect IoU', 'dice_defective': 'Dice', 'miou': 'mIoU',
-                   'image_auroc': 'image AUROC'}.get(key, key)
+                   'image_auroc': 'image AUROC', 'binary_auc': 'binary AUC'}.get(key, key)
             return f"{lab} {show(key, v, r.get(key + '_ci'))}"
         keys = {'neu': ['accuracy'], 'elpv': ['binary_accuracy', 'accuracy', 'binary_auc'], 'mt': ['iou_defective', 'dice_defective', 'miou', 'image_auroc'],
                 'synth-cls': ['accuracy'], 'synth-seg': ['dice_defective', 'iou_defective']}[name]
