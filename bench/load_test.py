@@ -153,8 +153,11 @@ def markdown(r):
             ('5xx / connection errors', f"{r['server_5xx']} / {r['connection_errors']}"), ('server RSS after warm-up → end', rss),
             ('checks', 'passed' if r['passed'] else 'FAILED: ' + '; '.join(r['problems']))]
     m = r['machine']
+    md = r.get('model') or {}
     return '\n'.join([f"`defect-nb serve` (1 worker, FP32) on 127.0.0.1 under a mix of good images and hostile files. "
-                      f"Machine: {m['cores']} CPU cores, Python {m['python']}, onnxruntime {m['onnxruntime']}.", '',
+                      + (f"Model: {md['arch']}, {md['task']}, {md['size']} px (bundle `{md['name']}`). " if md else '')
+                      + f"Machine: {m['cores']} CPU cores, Python {m['python']}, onnxruntime {m['onnxruntime']}."
+                      + (f" {r['note']}" if r.get('note') else ''), '',
                       '| measure | value |', '|---|---|'] + [f"| {k} | {v} |" for k, v in rows] + ['', f"Command: `{r['command']}`"]) + '\n'
 
 
@@ -169,6 +172,7 @@ def main(argv=None):
     ap.add_argument('--warmup', type=int, default=300, help='warm-up requests at full concurrency, every image at least once (default 300)')
     ap.add_argument('--max-rss-growth', type=float, default=10., help='largest RSS growth, percent, that passes (default 10)')
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--note', help='a sentence of context printed with the results (e.g. what else the machine ran)')
     ap.add_argument('--out', default=str(ROOT / 'bench' / 'results'))
     ap.add_argument('--smoke', action='store_true', help='build a tiny bundle in --work and send 200 requests')
     ap.add_argument('--work', default=str(ROOT / 'runs' / 'load'))
@@ -192,7 +196,11 @@ def main(argv=None):
     if r['bad_4xx'] < r['bad']: problems.append(f"{r['bad'] - r['bad_4xx']} hostile files not answered 4xx")
     if r['rss_growth_pct'] is not None and r['rss_growth_pct'] > a.max_rss_growth:
         problems.append(f"RSS grew {r['rss_growth_pct']:.1f}% (limit {a.max_rss_growth}%)")
-    cmd = 'python bench/load_test.py ' + ' '.join(x if x != a.model else 'BUNDLE' for x in (argv if argv is not None else sys.argv[1:]))
+    args = list(argv if argv is not None else sys.argv[1:])
+    if '--note' in args: i = args.index('--note'); del args[i:i + 2]                 # context, not part of the command
+    cmd = 'python bench/load_test.py ' + ' '.join(x if x != a.model else 'BUNDLE' for x in args)
+    meta = json.loads((Path(a.model) / 'bundle.json').read_text())
+    r.update(model=dict(arch=meta.get('arch'), task=meta.get('task'), size=meta.get('input', {}).get('size'), name=Path(a.model).name), note=a.note)
     r.update(passed=not problems, problems=problems, command=cmd.strip(), bundle=str(a.model), url=url,
              machine=dict(cpu=platform.processor() or platform.machine(), cores=os.cpu_count(), python=platform.python_version(),
                           onnxruntime=onnxruntime.__version__))
