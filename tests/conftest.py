@@ -40,17 +40,21 @@ def free_port():
     s = socket.socket(); s.bind(('127.0.0.1', 0)); p = s.getsockname()[1]; s.close(); return p
 
 
+def tiny_bundle(d, task='classify', arch='small_cnn', n_per_class=5, size=48, name='steel', **kw):
+    "Train `arch` for one epoch on a few synthetic images per class in folder `d` and export it: the bundle's folder."
+    from defect_nb.synth import synthesize
+    from defect_nb.train import train
+    from defect_nb.export import export_bundle
+    synthesize(d / 'syn', n_per_class, 64, seed=0, progress=False)
+    r = train(d / 'syn', task, arch, epochs=1, size=size, bs=8, out=d / 'run', num_workers=0, progress=False, **kw)
+    export_bundle(r.path, d / name, report=False)
+    return d / name
+
+
 @pytest.fixture(scope='session')
 def bundle(tmp_path_factory):
     "A tiny classifier bundle (small_cnn, 48 px, one epoch on 5 synthetic images per class), shared by the service tests."
-    from defect_nb.synth import synthesize
-    from defect_nb.train import train_classifier
-    from defect_nb.export import export_bundle
-    d = tmp_path_factory.mktemp('srv')
-    synthesize(d / 'syn', 5, 64, seed=0, progress=False)
-    r = train_classifier(d / 'syn', 'small_cnn', epochs=1, size=48, bs=8, out=d / 'run', num_workers=0, progress=False)
-    export_bundle(r.path, d / 'steel', report=False)
-    return d / 'steel'
+    return tiny_bundle(tmp_path_factory.mktemp('srv'))
 
 
 @pytest.fixture(scope='session')

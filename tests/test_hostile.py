@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx, numpy as np, pytest, cv2
 from defect_nb.core import load_image, ImageError
 from corpus import GOOD, BAD
+from conftest import tiny_bundle
 
 CORPUS = {**GOOD, **BAD}
 NAMES = sorted(CORPUS)
@@ -242,14 +243,7 @@ def test_run_folder_named_after_arch_cannot_escape(synth_small, tmp_path, monkey
 @pytest.fixture(scope='module')
 def seg_bundle(tmp_path_factory):
     "A tiny segmenter bundle (unet_tiny, 32 px, one epoch), for `predict --mask-dir`, the one verb that names files after inputs."
-    from defect_nb.synth import synthesize
-    from defect_nb.train import train_segmenter
-    from defect_nb.export import export_bundle
-    d = tmp_path_factory.mktemp('seg')
-    synthesize(d / 'syn', 3, 64, seed=0, progress=False)
-    r = train_segmenter(d / 'syn', 'unet_tiny', epochs=1, size=32, bs=8, out=d / 'run', num_workers=0, progress=False)
-    export_bundle(r.path, d / 'bundle', report=False)
-    return d / 'bundle'
+    return tiny_bundle(tmp_path_factory.mktemp('seg'), 'segment', 'unet_tiny', n_per_class=3, size=32, name='bundle')
 
 
 def test_mask_dir_cannot_be_escaped(cli, seg_bundle, tmp_path):
