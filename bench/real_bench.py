@@ -89,12 +89,6 @@ def table_for(name, a, work):
     return make_split(t, 42, valid, test, split_file=sf)
 
 
-def bootstrap(values, stat=np.mean, n=2000, seed=0):
-    "95% percentile bootstrap interval of `stat` over the rows of `values` (a 1-d array or a tuple of aligned arrays)."
-    from defect_nb.evaluate import bootstrap_ci
-    return bootstrap_ci(values, stat, n, seed=seed)
-
-
 def classify_report(ev, cfg, name):
     from defect_nb.evaluate import bootstrap_ci
     import sklearn.metrics as skm
