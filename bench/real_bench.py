@@ -1,6 +1,6 @@
 """Benchmarks on real data (and the synthetic default) against published anchors.
 
-    python bench/real_bench.py NAME [--smoke] [--reuse] [--epochs N] [--size PX]
+    python bench/real_bench.py NAME [--smoke] [--reuse] [--method features|finetune|fastai] [--epochs N] [--size PX] [--cv K]
     python bench/real_bench.py --summary          # bench/results/real.md from the results files
 
 NAME is one of: neu, elpv, mt, synth-cls, synth-seg (`elpv` reports both the 4-class and the binary protocol from one
@@ -10,8 +10,11 @@ pick the checkpoint or a threshold), exports to ONNX FP32 + INT8 (`defect_nb.exp
 bench/results/NAME.json and NAME.md. --smoke: a few images per class, one epoch, tiny size (CI proves the path works;
 its results go to bench/results/smoke/). --reuse: report on a finished run in --work instead of training again.
 Real datasets are found via --data or DEFECT_NB_DATASETS (see README); ELPV comes with `pip install elpv-dataset`.
+Classification recipes use the library's default method (`features`: a linear head on frozen, cached backbone
+features); --method picks another. --cv K (NEU-DET) adds K-fold stratified cross-validation of the same recipe. The
+figures of the previous results file are kept under `before`, so a reader sees the change.
 """
-import argparse, json, os, platform, sys, time
+import argparse, json, os, platform, resource, sys, time
 from pathlib import Path
 import numpy as np, pandas as pd
 
@@ -19,12 +22,12 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / 'bench' / 'results'
 
 RECIPES = {
-    'neu': dict(title='NEU-DET, 6-class classification', task='classify', arch='efficientnet_lite0', size=192, epochs=10, bs=32,
+    'neu': dict(title='NEU-DET, 6-class classification', task='classify', arch='efficientnet_lite0', size=224, tta='hflip', epochs=3, bs=32,
                 protocol='stratified 80/20 train/test split (seed 42); validation = 10% of all images, taken from the training part',
                 anchors=[('AECLBP + SVM (Song & Yan 2013)', 'accuracy', 0.9893), ('TL-ResNet50 (Appl. Sci. 2023)', 'accuracy', 0.994),
                          ('EfficientNet-B0, 5-fold (reported)', 'accuracy', 0.9948)],
                 goal=('accuracy', 0.997)),
-    'elpv': dict(title='ELPV solar cells, 4-class and binary', task='classify', arch='efficientnet_lite0', size=192, epochs=10, bs=32,
+    'elpv': dict(title='ELPV solar cells, 4-class and binary', task='classify', arch='efficientnet_lite0', size=300, tta='hflip', epochs=3, bs=32,
                  protocol='Deitsch et al. 2019: 75/25 train/test stratified by defect probability × type (seed 42); validation = 10% '
                           'of all images from the training part; one 4-class model, binary = P(p67) + P(p100) > 0.5',
                  anchors=[('VGG19 CNN, binary (Deitsch 2019)', 'binary_accuracy', 0.8842), ('SVM, binary (Deitsch 2019)', 'binary_accuracy', 0.8244),
@@ -34,7 +37,7 @@ RECIPES = {
                protocol='random 6:2:2 train/valid/test split stratified by class, Free images included (seed 42)',
                anchors=[('FDSNet (ICASSP 2022)', 'miou', 0.639), ('DEU-Net (Appl. Sci. 2024)', 'miou', 0.6694)],
                goal=('iou_defective', 0.70)),
-    'synth-cls': dict(title='Synthetic steel, 7-class classification', task='classify', arch='efficientnet_lite0', size=160, epochs=8, bs=32,
+    'synth-cls': dict(title='Synthetic steel, 7-class classification', task='classify', arch='efficientnet_lite0', size=224, tta='hflip', epochs=3, bs=32,
                       protocol='train/valid from generator seed 0 (200 per class, 80/20), test = 60 per class from held-out seed 1',
                       anchors=[], goal=('accuracy', 0.98)),
     'synth-seg': dict(title='Synthetic steel, defect segmentation', task='segment', arch='unet_lite0', size=160, epochs=8, bs=8, loss='ce_dice',
@@ -124,36 +127,88 @@ def segment_report(ev, cfg):
     return out
 
 
+def method_of(name, a):
+    r = RECIPES[name]
+    return 'fastai' if r['task'] == 'segment' else (a.method or r.get('method', 'features'))
+
+
+def recipe_text(cfg, epochs):
+    "The recipe in words, for the tables."
+    m = cfg.get('method', 'fastai'); o = cfg.get('options', {})
+    if m == 'features': return f"frozen {o.get('backbone')} + linear head ({cfg['head']['param']} {cfg['head']['value']:g}), tta {o.get('tta')}"
+    if m == 'finetune': return f"{o.get('backbone')}: linear head, then {epochs} fine-tuning epochs, tta {o.get('tta')}"
+    return f"{cfg['freeze_epochs']} frozen + {epochs}"
+
+
+def cross_validate(name, a, table, work, k, method, size, r):
+    "K-fold stratified cross-validation of the recipe: each fold the test part once; valid = 1/8 of the rest, stratified."
+    from sklearn.model_selection import StratifiedKFold, train_test_split
+    from defect_nb.train import train
+    from defect_nb.evaluate import evaluate
+    t = table.drop(columns=['split']).reset_index(drop=True); t.attrs = table.attrs; accs = []; t0 = time.perf_counter()
+    for f, (rest, test) in enumerate(StratifiedKFold(k, shuffle=True, random_state=42).split(t, t.label)):
+        nv = max(t.label.nunique(), round(len(rest) / 8))
+        tr, va = train_test_split(rest, test_size=nv, stratify=t.label.iloc[rest], random_state=42)
+        s = pd.Series('train', index=t.index); s.iloc[va] = 'valid'; s.iloc[test] = 'test'
+        ft = t.assign(split=s.to_numpy()); ft.attrs = dict(t.attrs); ft.attrs.pop('split_file', None)
+        run = work / f"{name}-cv{f + 1}{'-smoke' if a.smoke else ''}"
+        train(ft, 'classify', r['arch'], method=method, size=size, tta=r.get('tta', 'hflip'), epochs=1 if a.smoke else (a.epochs or r['epochs']),
+              out=run, overwrite=True, seed=42, progress=False)
+        acc = evaluate(run, 'test', progress=False).metrics['accuracy']; accs.append(acc)
+        print(f'{name} fold {f + 1}/{k}: test accuracy {acc:.4f}', flush=True)
+    return dict(k=k, accuracies=accs, mean=float(np.mean(accs)), std=float(np.std(accs, ddof=1)) if k > 1 else 0., min=float(np.min(accs)),
+                seconds=round(time.perf_counter() - t0, 1), protocol=f'{k}-fold stratified (seed 42) over all images; per fold, validation = '
+                                                               '1/8 of the training folds (C chosen there), the held-out fold is the test set')
+
+
 def run_one(name, a):
     from defect_nb.train import train, load_config
     from defect_nb.evaluate import evaluate, run_table
     from defect_nb.export import export_bundle
-    r = dict(RECIPES[name]); work = Path(a.work)
+    r = dict(RECIPES[name]); work = Path(a.work); t_start = time.perf_counter()
+    method = method_of(name, a)
     epochs = 1 if a.smoke else (a.epochs or r['epochs']); size = 64 if a.smoke else (a.size or r['size'])
-    run = work / (name + ('-smoke' if a.smoke else ''))
+    run = work / (name + ('' if method == 'features' or r['task'] == 'segment' else f'-{method}') + ('-smoke' if a.smoke else ''))
     table = table_for(name, a, work)
     n_train = int((table.split == 'train').sum())
     if a.reuse and (run / 'config.json').exists() and load_config(run).get('epochs_done'):
         print(f'{name}: reusing {run}', flush=True)
+    elif r['task'] == 'classify' and method != 'fastai':
+        print(f"{name}: {method}, {r['arch']} at {size} px on {n_train} images", flush=True)
+        train(table, 'classify', r['arch'], method=method, epochs=epochs, size=size, bs=r['bs'], tta=r.get('tta', 'hflip'), out=run,
+              overwrite=True, seed=42, progress=not a.smoke)
     else:
         print(f"{name}: training {r['arch']} at {size} px, 1 frozen + {epochs} epochs on {n_train} images", flush=True)
-        train(table, r['task'], r['arch'], epochs=epochs, size=size, bs=r['bs'], out=run, overwrite=True, seed=42,
+        train(table, r['task'], r['arch'], method='fastai', epochs=epochs, size=size, bs=r['bs'], out=run, overwrite=True, seed=42,
               loss=r.get('loss'), progress=not a.smoke)
     cfg = load_config(run); hist = pd.read_csv(run / 'history.csv')
     train_s = float(hist.seconds.sum()); n_valid = int((table.split == 'valid').sum())
     ev = evaluate(run, 'test', progress=False)
-    res = dict(name=name, title=r['title'], protocol=r['protocol'], arch=r['arch'], params=cfg['params'], size=size,
-               epochs=f"{cfg['freeze_epochs']} frozen + {epochs}", best_epoch=cfg.get('best_epoch'), monitor=cfg['monitor'],
+    cfg_m = cfg.get('method', 'fastai')
+    res = dict(name=name, title=r['title'], protocol=r['protocol'], method=cfg_m, arch=cfg.get('options', {}).get('backbone', r['arch']),
+               tta=cfg.get('options', {}).get('tta'), params=cfg['params'], size=size,
+               epochs=recipe_text(cfg, epochs), best_epoch=cfg.get('best_epoch'), monitor=cfg['monitor'],
                loss=cfg['loss'], n_train=n_train, n_valid=n_valid, train_seconds=round(train_s, 1),
                train_img_s=round(n_train * len(hist) / train_s, 1), anchors=r['anchors'], goal=r['goal'], smoke=a.smoke,
                machine=machine(), command='python bench/real_bench.py ' + name + (' --smoke' if a.smoke else '')
+               + (f' --method {a.method}' if a.method else '') + (f' --cv {a.cv}' if a.cv else '')
                + (f' --epochs {a.epochs}' if a.epochs and not a.smoke else '') + (f' --size {a.size}' if a.size and not a.smoke else ''))
+    if cfg_m != 'fastai': res['head'] = {k: cfg['head'][k] for k in ('param', 'value', 'feature_seconds', 'fit_seconds', 'cache_hits', 'computed')}
     res.update(classify_report(ev, cfg, name) if r['task'] == 'classify' else segment_report(ev, cfg))
+    if a.cv and r['task'] == 'classify': res['cv'] = cross_validate(name, a, table, work, a.cv, method, size, r)
     b = export_bundle(run, work / f'{run.name}-bundle', quantize_mode='static', overwrite=True, report_n=16 if a.smoke else None)
     res['export'] = b['report']
+    res['wall_seconds'] = round(time.perf_counter() - t_start, 1)
+    res['peak_rss_mb'] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     out = Path(a.out) / 'smoke' if a.smoke else Path(a.out); out.mkdir(parents=True, exist_ok=True)
-    (out / f'{name}.json').write_text(json.dumps(res, indent=2, default=float))
-    (out / f'{name}.md').write_text(detail_md(res))
+    fname = name + ('' if method == 'features' or r['task'] == 'segment' else f'-{method}')
+    old = out / f'{fname}.json'
+    if old.exists():                                           # keep the previous figures beside the new ones
+        o = json.loads(old.read_text()); keep = ('accuracy', 'binary_accuracy', 'dice_defective', 'iou_defective', 'image_auroc', 'train_seconds', 'epochs', 'size', 'method', 'arch')
+        res['before'] = o.get('before') if o.get('method', 'fastai') == res['method'] and 'before' in o else {k: o.get(k) for k in keep if k in o}
+        if res['before'] is not None: res['before'].setdefault('method', 'fastai')
+    (out / f'{fname}.json').write_text(json.dumps(res, indent=2, default=float))
+    (out / f'{fname}.md').write_text(detail_md(res))
     print(detail_md(res))
     return res
 
@@ -170,10 +225,14 @@ def show(key, v, c=None):
 def detail_md(r):
     key = r['goal'][0]; got = r.get(key)
     lines = [f"**{r['title']}** ({r['protocol']}). {r['arch']} ({r['params'] / 1e6:.2f} M parameters), {r['size']} px, "
-             f"{r['epochs']} epochs (best epoch {r['best_epoch']} by valid {r['monitor']}), loss {r['loss']}; {r['n_train']} training, "
+             f"{r['epochs']}{' epochs' if r.get('method', 'fastai') != 'features' else ''} (best epoch {r['best_epoch']} by valid {r['monitor']}), loss {r['loss']}; {r['n_train']} training, "
              f"{r['n_valid']} validation, {r['n_test']} test images. Training {r['train_seconds']:.0f} s "
              f"({r['train_img_s']:.1f} img/s incl. validation) on {r['machine']['cores']} CPU cores, {str(r['machine']['torch_threads']) + ' torch thread(s)' if 'torch_threads' in r['machine'] else 'torch default threads'}"
-             f"{', ' + r['machine']['gpu'] if r['machine']['gpu'] else ''}.", '']
+             f"{', ' + r['machine']['gpu'] if r['machine']['gpu'] else ''}."
+             + (f" Whole benchmark (training, evaluation, export) {r['wall_seconds']:.0f} s, peak memory {r['peak_rss_mb']} MB." if 'wall_seconds' in r else ''), '']
+    if r.get('head'):
+        h = r['head']; lines[0] += (f" Method `{r['method']}`: features of {h['computed']} images computed ({h['cache_hits']} from the cache) in "
+                                    f"{h['feature_seconds']:.0f} s, the head fitted in {h['fit_seconds']:.1f} s.")
     if 'accuracy' in r:
         lines += ['| metric | test value [95% bootstrap CI] |', '|---|---|',
                   f"| accuracy | {pct(r['accuracy'])}{ci(r['accuracy_ci'])} |", f"| balanced accuracy | {pct(r['balanced_accuracy'])} |",
@@ -191,6 +250,13 @@ def detail_md(r):
                   f"| mIoU (background, defect; pixels pooled) | {r['miou']:.3f} |", f"| pixel AP | {r['pixel_ap']:.3f} |"]
         if r.get('image_auroc') is not None:
             lines.append(f"| image-level detection AUROC (max pixel probability) | {show('auroc', r['image_auroc'], r.get('image_auroc_ci'))} |")
+    if r.get('cv'):
+        c = r['cv']; lines += ['', f"**{c['k']}-fold cross-validation** ({c['protocol']}): accuracy {100 * c['mean']:.2f} ± {100 * c['std']:.2f}% "
+                                   f"(mean ± std over folds; lowest fold {100 * c['min']:.2f}%; folds: {', '.join(f'{100 * v:.2f}' for v in c['accuracies'])}), {c['seconds']:.0f} s in all."]
+    if r.get('before'):
+        b = r['before']; what = ', '.join(f"{k} {show(k, b[k])}" for k in ('accuracy', 'binary_accuracy', 'dice_defective', 'iou_defective') if b.get(k) is not None)
+        lines += ['', f"Before (previous results file): {what}, with {b.get('arch')} {b.get('size')} px, {b.get('epochs')} epochs, method {b.get('method')}, "
+                      f"training {b.get('train_seconds', 0):.0f} s."]
     lines += ['', '| model | MB | test quality | agreement with FP32 | batch 1 img/s | batch img/s |', '|---|---|---|---|---|---|']
     for k, v in r['export'].items():
         q = v.get('accuracy', v.get('dice_mean'))
@@ -221,11 +287,20 @@ def summary(results=RESULTS):
         keys = {'neu': ['accuracy'], 'elpv': ['binary_accuracy', 'accuracy', 'binary_auc'], 'mt': ['iou_defective', 'dice_defective', 'miou', 'image_auroc'],
                 'synth-cls': ['accuracy'], 'synth-seg': ['dice_defective', 'iou_defective']}[name]
         ours = '<br>'.join(fmt(k) for k in keys)
+        if r.get('cv'): ours += f"<br>{r['cv']['k']}-fold: {100 * r['cv']['mean']:.2f} ± {100 * r['cv']['std']:.2f}% (min {100 * r['cv']['min']:.2f}%)"
+        b = r.get('before') or {}
+        k0 = keys[0]
+        if b.get(k0) is not None: ours += f"<br>*before: {show(k0, b[k0])} ({b.get('method', 'fastai')}, {b.get('train_seconds', 0):.0f} s)*"
         anchors = '<br>'.join(f'{a}: {show(k, v)}' for a, k, v in r['anchors']) or '—'
         e = r['export']; i8 = next((v for k, v in e.items() if 'int8' in k), None); f32 = e.get('onnx_fp32')
         speed = f"{i8['batch_img_s']:.0f} ({i8['batch_img_s'] / f32['batch_img_s']:.1f}×)" if i8 and f32 else '—'
         rows.append(f"| {r['title']} | {ours} | {anchors} | {r['goal'][0]} ≥ {show(r['goal'][0], r['goal'][1])} | {r['arch']} {r['params'] / 1e6:.1f} M, "
                     f"{r['size']} px, {r['epochs']} | {r['train_seconds']:.0f} ({r['train_img_s']:.0f}) | {speed} |")
+        for extra in sorted(Path(results).glob(f'{name}-*.json')):          # other methods on the same benchmark
+            e2 = json.loads(extra.read_text())
+            if e2.get('smoke'): continue
+            rows.append(f"| {r['title']} ({e2['method']}) | {'<br>'.join(show(k, e2.get(k), e2.get(k + '_ci')) for k in keys[:1])} | | | {e2['arch']}, {e2['size']} px, {e2['epochs']} "
+                        f"| {e2['train_seconds']:.0f} | |")
     rows += ['', 'Every figure is read from bench/results/NAME.json (written by `python bench/real_bench.py NAME`); the per-benchmark '
              'tables, with the exact command, are in bench/results/NAME.md. The test split is never used to choose a checkpoint or threshold.']
     (Path(results) / 'real.md').write_text('\n'.join(rows) + '\n'); print('\n'.join(rows))
@@ -236,6 +311,8 @@ def main():
     ap.add_argument('names', nargs='*', help=f"one or more of {', '.join(RECIPES)}, or all")
     ap.add_argument('--data', help='folder holding neu-det/ and magnetic-tile/ (default $DEFECT_NB_DATASETS)')
     ap.add_argument('--epochs', type=int); ap.add_argument('--size', type=int)
+    ap.add_argument('--method', choices=['features', 'finetune', 'fastai'], help='classification method (default: features)')
+    ap.add_argument('--cv', type=int, help='also K-fold cross-validate the classification recipe')
     ap.add_argument('--work', default=str(ROOT / 'runs' / 'bench')); ap.add_argument('--smoke', action='store_true')
     ap.add_argument('--reuse', action='store_true', help='report on a finished run in --work instead of training again')
     ap.add_argument('--summary', action='store_true', help='write real.md from the results files')

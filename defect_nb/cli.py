@@ -122,8 +122,10 @@ def data_cmd(a, # the parsed command line of `defect-nb data`
 def _fmt_metrics(row:dict) -> str:
     return ', '.join(f"{k} {v:.4f}" for k, v in row.items() if k not in ('epoch', 'phase', 'seconds') and isinstance(v, float))
 
-@verb('train', 'Train a classifier or a U-Net with fastai; writes runs/NAME with a checkpoint per epoch.',
-      examples=('  defect-nb train --task classify --data data/synth --epochs 3 --out runs/synth-cls\n'
+@verb('train', 'Train a classifier (frozen-feature head by default) or a U-Net; writes runs/NAME with a checkpoint per epoch.',
+      examples=('  defect-nb train --data data/synth --out runs/synth-cls          # picks the frozen-feature recipe that fits --budget\n'
+                '  defect-nb train --data neu-det/ --arch efficientnet_lite2 --size 260 --tta dihedral --out runs/neu-l2\n'
+                '  defect-nb train --data neu-det/ --method finetune --size 192 --epochs 3 --out runs/neu-ft\n'
                 '  defect-nb train --task segment --data ~/datasets/magnetic-tile --arch unet_lite0 --size 192 --out runs/mt\n'
                 '  defect-nb train --task classify --data elpv --class-weights balanced --loss focal --out runs/elpv\n'
                 '  defect-nb train --task classify --data neu-det/ --arch small_cnn --no-pretrained --epochs 20 --out runs/neu-cnn\n'
@@ -134,9 +136,15 @@ def _fmt_metrics(row:dict) -> str:
             (['--source'], dict(choices=['synth', 'folder', 'voc', 'masks', 'csv', 'elpv'], help='layout of --data (default: detected)')),
             (['--arch'], dict(help='efficientnet_lite0 (classify default), small_cnn, spatial_attention, any timm name; '
                                    'unet_lite0 (segment default), unet_tiny, dynamic_unet')),
-            (['--epochs'], dict(type=int, default=5, help='epochs (default 5)')),
+            (['--method'], dict(choices=['auto', 'features', 'finetune', 'fastai'], default='auto',
+                                help='features: linear head on frozen backbone features (classify default); finetune: that head, then '
+                                     'the whole network; fastai: fine_tune from a random head (segment default)')),
+            (['--budget'], dict(type=float, default=10, help='minutes of feature extraction the auto recipe may plan for (default 10)')),
+            (['--tta'], dict(choices=['none', 'hflip', 'flips', 'dihedral'], help='features/finetune: test-time views averaged (default hflip)')),
+            (['--hidden'], dict(type=int, help='features/finetune: width of an MLP head (default 0: linear)')),
+            (['--epochs'], dict(type=int, default=5, help='epochs (default 5; method features fits in one step)')),
             (['--freeze-epochs'], dict(type=int, default=1, help='frozen-body epochs for pretrained models (default 1)')),
-            (['--size'], dict(type=int, help='image side (default 160 classify, 192 segment)')),
+            (['--size'], dict(type=int, help='image side (default: by --budget for features, 192 segment)')),
             (['--bs'], dict(type=int, help='batch size (default 32 classify, 8 segment)')),
             (['--lr'], dict(type=float, help='learning rate (default 2e-3 pretrained, 3e-3 from scratch)')),
             (['--out'], dict(help='run folder (default runs/<arch>-<source>)')),
@@ -176,11 +184,12 @@ def train_cmd(a, # the parsed command line of `defect-nb train`
     print(f"run {r.path}: {len(r.history)} epochs, {_fmt_metrics(r.metrics)} (best epoch {r.best_epoch} by {r.config['monitor']})")
 
 def _train(a, train):
-    return train(a.data, a.task, a.arch, epochs=a.epochs, freeze_epochs=a.freeze_epochs, size=a.size, bs=a.bs, lr=a.lr, out=a.out,
+    opts = {k: v for k, v in (('tta', a.tta), ('hidden', a.hidden)) if v is not None}
+    return train(a.data, a.task, a.arch, method=a.method, budget=a.budget, epochs=a.epochs, freeze_epochs=a.freeze_epochs, size=a.size, bs=a.bs, lr=a.lr, out=a.out,
               overwrite=a.overwrite, seed=a.seed, source=a.source, valid_pct=a.valid_pct, test_pct=a.test_pct, split_file=a.split_file,
               labels=a.labels, aug=not a.no_aug, clahe=a.clahe, class_weights=a.class_weights, oversample=a.oversample, loss=a.loss,
               pretrained=not a.no_pretrained, weights=a.weights, early_stop=a.early_stop, monitor=a.monitor, device=a.device,
-              num_workers=a.workers, distributed=a.distributed, progress=not a.json)
+              num_workers=a.workers, distributed=a.distributed, progress=not a.json, **opts)
 
 # %% ../nbs/90_cli.ipynb #c32d2d6a
 @verb('evaluate', 'Evaluate a run on a split: metrics.json, plots and the cost-based threshold, written into the run.',

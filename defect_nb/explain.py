@@ -69,6 +69,8 @@ def explain_tensor(model:nn.Module, # any model from `models.build_model`
         for p in probs:
             m = (p.argmax(0) == cls).float().cpu().numpy()
             targets.append(SemanticSegmentationTarget(cls, m if m.sum() else np.ones_like(m)))
+    if getattr(model, 'tta', 'none') != 'none':                 # test-time views stack the batch: explain the plain view
+        import copy; model = copy.copy(model); model.tta = 'none'
     with CAM_METHODS[method](model=model, target_layers=[cam_layer(model, task)]) as cam:
         heat = cam(input_tensor=x, targets=targets)
     return np.nan_to_num(heat).astype(np.float32), probs.detach().cpu().numpy()

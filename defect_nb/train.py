@@ -17,12 +17,13 @@ from fastai.vision.all import (Callback, Recorder, RandTransform, TensorImage, D
 import defect_nb
 from .core import runs_dir, set_seed, get_device, atomic_write, in_test
 from .data import load_table, make_split, classify_dls, segment_dls
-from .models import create_learner, build_model, resolve_arch
+from .models import create_learner, build_model, resolve_arch, ModelError
+from .features import fit_probe, recipe_for
 
 # %% auto #0
-__all__ = ['RunError', 'BlurNoise', 'augmentations', 'plot_history', 'RunSaver', 'save_state', 'Run', 'prepare_run_dir', 'train',
-           'suggest_lr', 'train_classifier', 'train_segmenter', 'load_config', 'list_epochs', 'checkpoint_path',
-           'load_model', 'run_table', 'finished_epochs', 'resume']
+__all__ = ['METHODS', 'RunError', 'BlurNoise', 'augmentations', 'plot_history', 'RunSaver', 'save_state', 'Run',
+           'prepare_run_dir', 'FrozenBN', 'train', 'suggest_lr', 'train_classifier', 'train_segmenter', 'load_config',
+           'list_epochs', 'checkpoint_path', 'load_model', 'run_table', 'finished_epochs', 'resume']
 
 # %% ../nbs/04_train.ipynb #332cf332
 class RunError(ValueError):
@@ -184,15 +185,112 @@ def prepare_run_dir(out, # the run folder
     out.mkdir(parents=True, exist_ok=True)
     return out
 
+# %% ../nbs/04_train.ipynb #a84adc19
+METHODS = ('features', 'finetune', 'fastai')
+
+def _method(method, task, key, tname, arch, pretrained, weights, options):
+    "The training method (resolving 'auto') and, for the frozen-feature methods, the backbone."
+    if method not in (None, 'auto') + METHODS: raise RunError(f"unknown method {method!r}; choose {', '.join(METHODS)} or auto")
+    if method in (None, 'auto'):
+        method = 'features' if task == 'classify' and key in ('timm', 'probe') and (pretrained or weights is not None) else 'fastai'
+    if method == 'fastai': return method, None
+    if task != 'classify': raise RunError(f"method {method!r} is for classification; segmentation trains with method 'fastai'")
+    if key == 'probe': return method, options.pop('backbone', 'efficientnet_lite0')
+    if key != 'timm': raise RunError(f"method {method!r} needs a pretrained timm backbone (e.g. efficientnet_lite0), not {arch!r}; "
+                                     f"train {arch!r} with method 'fastai'")
+    if not pretrained and weights is None: raise RunError(f"method {method!r} needs pretrained features: drop pretrained=False (--scratch) or use method 'fastai'")
+    return method, tname
+
+class FrozenBN(Callback):
+    "Keep the body's batch-norm layers in eval mode (running statistics frozen) while the rest trains."
+    order = 5
+    def before_train(self):
+        for m in self.learn.model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm): m.eval()
+
+def _probe_row(rep, seconds):
+    b = rep['best']; return dict(epoch=1, phase='features', train_loss=b['train_loss'], valid_loss=b['valid_loss'],
+                                 accuracy=b['accuracy'], balanced_accuracy_score=b['balanced_accuracy'], seconds=round(seconds, 2))
+
+def _plot_sweep(rep, path):
+    "The head's regularisation sweep: train and valid loss, valid accuracy, the chosen value marked."
+    import matplotlib.pyplot as plt, io
+    sw = pd.DataFrame(rep['sweep']); k = rep['param']
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4))
+    a.plot(sw[k], sw.train_loss, marker='o', label='train_loss'); a.plot(sw[k], sw.valid_loss, marker='o', label='valid_loss')
+    b.plot(sw[k], sw.accuracy, marker='o', label='accuracy'); b.plot(sw[k], sw.balanced_accuracy, marker='o', label='balanced_accuracy')
+    for ax, t in ((a, 'loss'), (b, 'validation metrics')):
+        ax.set_xscale('log'); ax.axvline(rep['value'], color='gray', ls='--'); ax.set_xlabel(k); ax.set_title(t); ax.legend()
+    fig.suptitle(f"frozen {rep['backbone']} {rep['size']} px, tta {rep['tta']}: {k} = {rep['value']:g} chosen on valid", fontsize=10)
+    fig.tight_layout(); buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=90); plt.close(fig); atomic_write(path, buf.getvalue())
+
+def _train_probe(data, method, backbone, epochs, size, budget, bs, lr, out, overwrite, seed, source, valid_pct, test_pct, split_file,
+                 labels, aug, clahe, class_weights, pretrained, weights, monitor, early_stop, device, num_workers, cbs, progress, **options):
+    "Methods 'features' and 'finetune': fit the head on cached frozen features, save it as epoch 1, then (finetune) fine-tune."
+    from defect_nb.models import ProbeNet
+    bad = sorted(set(options) - {'tta', 'hidden'})
+    if bad: raise RunError(f"method {method!r} takes the options tta and hidden, not {bad}")
+    if class_weights not in (None, 'balanced'): raise RunError("method 'features' takes class_weights None or 'balanced'")
+    set_seed(seed)
+    table = _as_table(data, source, seed, valid_pct, test_pct, split_file, labels)
+    source_name = table.attrs.get('source', 'table')
+    if size is None:
+        rec = recipe_for(table, budget, [c for c in __import__('defect_nb.features', fromlist=['x']).CANDIDATES if c['backbone'] == backbone]
+                         or [dict(backbone=backbone, size=224, tta='hflip')], clahe)
+        size = rec['size']; options.setdefault('tta', rec['tta']); why = rec['reason']
+    else: why = f'size {size} px as asked'
+    tta, hidden = options.get('tta', 'hflip'), int(options.get('hidden', 0))
+    out = prepare_run_dir(out or runs_dir()/f"{backbone}-{method}-{source_name}", overwrite)
+    if progress: print(f"method {method}: frozen {backbone} features at {size} px, test-time views {tta}, "
+                       f"{'MLP head ' + str(hidden) if hidden else 'linear head'}{'; then ' + str(epochs) + ' fine-tuning epochs' if method == 'finetune' else ''} ({why})", flush=True)
+    split_file = _save_split(table, out)
+    t0 = time.perf_counter()
+    classes = list(table.attrs.get('classes') or sorted(table.label.unique()))
+    try: net, rep = fit_probe(table, classes, backbone, size, tta, clahe, hidden, class_weight=class_weights, pretrained=pretrained,
+                              weights=weights, bs=bs or 32, seed=seed, progress=progress)
+    except ModelError as e: raise RunError(str(e)) from None
+    secs = time.perf_counter() - t0
+    from defect_nb.data import IMAGENET_STATS
+    pre = dict(size=size, channels=3, clahe=clahe, mean=IMAGENET_STATS[0], std=IMAGENET_STATS[1])
+    opts = dict(backbone=backbone, tta=tta, hidden=hidden)
+    config = dict(task='classify', arch='probe', options=opts, n_out=len(classes), n_in=3, classes=classes, loss='ce',
+                  class_weights=class_weights, pretrained=True, params=sum(p.numel() for p in net.parameters()), preprocess=pre,
+                  source=source_name, data_root=table.attrs.get('path', table.attrs.get('root')), split_file=split_file,
+                  dataset_split_file=table.attrs.get('split_file'), seed=seed, method=method, epochs=epochs if method == 'finetune' else 0,
+                  freeze_epochs=1, lr=None, bs=bs or 32, aug=aug if method == 'finetune' else False, oversample=False,
+                  monitor='valid_loss', early_stop=early_stop if method == 'finetune' else None, gamma=2.0, alpha=None,
+                  head=dict(param=rep['param'], value=rep['value'], sweep=rep['sweep'], feature_seconds=rep['feature_seconds'],
+                            fit_seconds=rep['fit_seconds'], cache_hits=rep['cache_hits'], computed=rep['computed'],
+                            feature_key=rep['settings']['key']),
+                  recipe=why, versions=_versions(), created=datetime.datetime.now().isoformat(timespec='seconds'), device='cpu')
+    row = _probe_row(rep, secs)
+    save_state(net, out/'epoch_01.pth'); atomic_write(out/'history.csv', pd.DataFrame([row]).to_csv(index=False))
+    atomic_write(out/'best.pth', (out/'epoch_01.pth').read_bytes()); _plot_sweep(rep, out/'curves.png')
+    config.update(best_epoch=1, best=row['valid_loss'], epochs_done=1)
+    atomic_write(out/'config.json', json.dumps(config, indent=2, default=str))
+    if progress: print(f"head: {rep['param']} = {rep['value']:g}; valid accuracy {row['accuracy']:.1%}, loss {row['valid_loss']:.4f} "
+                       f"({rep['computed']} images computed, {rep['cache_hits']} from the cache, {secs:.0f} s)", flush=True)
+    if method == 'features': return Run(out, None, pd.DataFrame([row]), 1, config)
+    # finetune: fastai from the fitted head, the probe kept as epoch 1
+    dls, dev = _loaders(table, 'classify', size, bs or 32, clahe, aug, False, num_workers, seed, device)
+    learn = create_learner(dls, 'probe', pretrained=False, loss='ce', class_weights=class_weights, path=out, backbone=backbone, tta='none', hidden=hidden)
+    learn.model.load_state_dict(net.state_dict()); learn.model.to(dev)
+    if dev.type == 'cuda': learn.to_fp16()
+    config.update(lr=lr or 1e-3, body_lr_mult=0.1, device=str(dev))
+    atomic_write(out/'config.json', json.dumps(config, indent=2, default=str))
+    return _fit(learn, config, out, RunSaver(out, 'valid_loss', [row], row['valid_loss'], 1), cbs, progress, False, done=1)
+
 # %% ../nbs/04_train.ipynb #9ff275d2
 def train(data, # a split table, a dataset path, or 'elpv'
           task:str='classify', # 'classify' or 'segment'
           arch:str|None=None, # registered or timm name; default efficientnet_lite0 / unet_lite0
-          epochs:int=5, # epochs (after the frozen ones, for pretrained models)
+          method:str|None=None, # 'features', 'finetune', 'fastai', or None/'auto' (see the table above)
+          epochs:int=5, # epochs (after the frozen ones, for pretrained models; ignored by method 'features')
           freeze_epochs:int=1, # epochs with the pretrained body frozen
-          size:int|None=None, # image side (default 160 classify, 192 segment)
+          size:int|None=None, # image side (default: chosen by `budget` for features, 160 classify, 192 segment)
+          budget:float=10, # minutes of feature extraction the 'auto' recipe may plan for (classification)
           bs:int|None=None, # batch size (default 32 classify, 8 segment)
-          lr:float|None=None, # learning rate (default 2e-3 pretrained, 3e-3 from scratch)
+          lr:float|None=None, # learning rate (default 2e-3 pretrained, 3e-3 from scratch; finetune: 1e-3 head, a tenth for the body)
           out=None, # run folder (default runs_dir()/<arch>-<source>)
           overwrite:bool=False, # replace an existing run folder
           seed:int=42, # seeds split, weights, batches and augmentation
@@ -217,11 +315,18 @@ def train(data, # a split table, a dataset path, or 'elpv'
           progress:bool=True, # fastai's progress bar and epoch table
           **options, # architecture options
          ) -> Run:
-    "Train a classifier or a segmenter with fastai and write a run folder with per-epoch checkpoints."
+    "Train a classifier or a segmenter and write a run folder with per-epoch checkpoints."
     if task not in ('classify', 'segment'): raise RunError(f"task must be 'classify' or 'segment', got {task!r}")
     key, task, tname = resolve_arch(arch, task)
+    method, backbone = _method(method, task, key, tname, arch, pretrained, weights, options)
     arch = tname or arch or key
     if epochs < 1: raise RunError(f"epochs must be at least 1, got {epochs}")
+    if method in ('features', 'finetune'):
+        if loss not in (None, 'ce') or oversample: raise RunError(f"method {method!r} fits a cross-entropy head on unweighted samples; "
+                                                                  "for another loss or oversampling use method 'fastai'")
+        return _train_probe(data, method, backbone, epochs, size, budget, bs, lr, out, overwrite, seed, source, valid_pct, test_pct,
+                            split_file, labels, aug, clahe, class_weights, pretrained, weights, monitor, early_stop, device, num_workers,
+                            cbs, progress, **options)
     size = size or (160 if task == 'classify' else 192); bs = bs or (32 if task == 'classify' else 8)
     set_seed(seed)
     table = _as_table(data, source, seed, valid_pct, test_pct, split_file, labels)
@@ -246,7 +351,7 @@ def train(data, # a split table, a dataset path, or 'elpv'
                   seed=seed, epochs=epochs, freeze_epochs=freeze_epochs if learn.model_info['pretrained'] else 0, lr=lr, bs=bs,
                   aug=aug, oversample=oversample, monitor=monitor, early_stop=early_stop, gamma=learn.model_info['gamma'],
                   alpha=learn.model_info['alpha'], versions=_versions(),
-                  created=datetime.datetime.now().isoformat(timespec='seconds'), device=str(dev))
+                  created=datetime.datetime.now().isoformat(timespec='seconds'), device=str(dev), method='fastai')
     atomic_write(out/'config.json', json.dumps(config, indent=2, default=str))
     return _fit(learn, config, out, RunSaver(out, monitor), cbs, progress, distributed)
 
@@ -264,7 +369,11 @@ def _fit(learn, config, out, saver, cbs, progress, distributed, done=0):
     set_seed(config['seed'] + done)
     try:
         with ctx:
-            if config['pretrained']:                           # = Learner.fine_tune(ep, lr, freeze_epochs=fe), resumable
+            if config.get('method') == 'finetune':             # epoch 1 is the fitted head; fine-tune everything from it
+                learn.unfreeze(); saver.skip = done - 1
+                learn.fit_one_cycle(ep, slice(lr * config.get('body_lr_mult', 0.1), lr), pct_start=0.3, start_epoch=done - 1,
+                                    cbs=cbs + [FrozenBN()])
+            elif config['pretrained']:                           # = Learner.fine_tune(ep, lr, freeze_epochs=fe), resumable
                 if done < fe:                                  # freezing clears the optimizer state: not on resume
                     if done == 0: learn.freeze()
                     saver.skip = done
@@ -375,6 +484,8 @@ def resume(run, # an interrupted run folder
     total = cfg['epochs'] + cfg['freeze_epochs']; done = finished_epochs(run)
     if done >= total: raise RunError(f"{run} already finished its {total} epochs; nothing to resume (train a new run, or evaluate this one)")
     if cfg.get('distributed'): raise RunError("resume a distributed run with `accelerate launch` and train(..., distributed=True)")
+    ft = cfg.get('method') == 'finetune'
+    if ft and not done: raise RunError(f"{run} stopped before its frozen-feature head was saved; train it again (nothing to resume)")
     table = run_table(run, None)
     hist = pd.read_csv(run/'history.csv').iloc[:done] if done else pd.DataFrame()
     for f in run.glob('epoch_*.pth'):                                   # a checkpoint without its history row is redone
@@ -382,8 +493,9 @@ def resume(run, # an interrupted run folder
     for f in run.glob('.*.tmp'): f.unlink()                             # half-written files of a killed process
     pre = cfg['preprocess']
     dls, dev = _loaders(table, cfg['task'], pre['size'], cfg['bs'], pre['clahe'], cfg['aug'], cfg['oversample'], num_workers, cfg['seed'], device)
+    opts = dict(cfg.get('options', {}), **(dict(tta='none') if ft else {}))          # fine-tuning trains on single views
     learn = create_learner(dls, cfg['arch'], pretrained=False, loss=cfg['loss'], class_weights=cfg['class_weights'],
-                           gamma=cfg.get('gamma', 2.0), alpha=cfg.get('alpha'), path=run, **cfg.get('options', {}))
+                           gamma=cfg.get('gamma', 2.0), alpha=cfg.get('alpha'), path=run, **opts)
     if done:
         sd = torch.load(run/f'epoch_{done:02d}.pth', map_location='cpu', weights_only=True)
         try: learn.model.load_state_dict(sd)
@@ -391,7 +503,7 @@ def resume(run, # an interrupted run folder
     learn.model.to(dev)
     if dev.type == 'cuda': learn.to_fp16()
     if done and (run/'optimizer.pth').exists():
-        if cfg['pretrained'] and done <= cfg['freeze_epochs']: learn.freeze()
+        if cfg['pretrained'] and done <= cfg['freeze_epochs'] and not ft: learn.freeze()
         learn.create_opt(); learn.opt.load_state_dict(torch.load(run/'optimizer.pth', map_location='cpu', weights_only=True))
     best = best_epoch = None                                            # recomputed from the finished epochs, best.pth rewritten
     if done and cfg['monitor'] in hist and hist[cfg['monitor']].notna().any():

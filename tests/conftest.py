@@ -105,3 +105,13 @@ def browser():
         b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+@pytest.fixture(scope='session', autouse=True)
+def feature_cache(tmp_path_factory):
+    "Frozen features are cached in a temporary folder during tests, never in the user's ~/.cache."
+    d = tmp_path_factory.mktemp('cache'); old = os.environ.get('DEFECT_NB_CACHE')
+    os.environ['DEFECT_NB_CACHE'] = str(d)
+    yield d
+    if old is None: os.environ.pop('DEFECT_NB_CACHE', None)
+    else: os.environ['DEFECT_NB_CACHE'] = old

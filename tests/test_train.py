@@ -44,7 +44,7 @@ def test_segmenter_learns(table, tmp_path):
 
 
 def test_pretrained_lite0_fine_tunes(table, tmp_path):
-    r = train_classifier(table, epochs=1, size=48, bs=16, out=tmp_path / 'lite0', num_workers=0, progress=False)
+    r = train_classifier(table, method='fastai', epochs=1, size=48, bs=16, out=tmp_path / 'lite0', num_workers=0, progress=False)
     cfg = load_config(r.path)
     assert cfg['pretrained'] and cfg['freeze_epochs'] == 1 and list(r.history.phase) == ['frozen', 'full']
 

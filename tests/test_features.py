@@ -1,0 +1,85 @@
+"Frozen-feature training: the cache never serves a stale vector, head fits repeat exactly, runs behave like any other run."
+import json, shutil
+import numpy as np, pandas as pd, pytest, torch
+from PIL import Image
+from defect_nb.data import load_table, make_split
+from defect_nb.features import FeatureExtractor, fit_head, cache_dir
+from defect_nb.train import train_classifier, train, load_model, list_epochs, RunError, load_config
+
+
+@pytest.fixture(scope='module')
+def table(synth_small):
+    return make_split(load_table(synth_small), seed=0, save=False)
+
+
+def test_cache_keyed_by_content_and_setting(table, tmp_path):
+    paths = list(table.image[:4]); c = tmp_path / 'c'
+    a = FeatureExtractor(size=48, cache=c); fa = a(paths, progress=False); assert a.stats == dict(a.stats, hits=0, computed=4)
+    b = FeatureExtractor(size=48, cache=c); fb = b(paths, progress=False); assert (b.stats['hits'], b.stats['computed']) == (4, 0)
+    np.testing.assert_array_equal(fa, fb)
+    # the same file name with other bytes is recomputed: the key is the content, not the path
+    work = tmp_path / 'imgs'; work.mkdir(); local = [shutil.copy(p, work) for p in paths]
+    FeatureExtractor(size=48, cache=c)(local, progress=False)
+    im = np.array(Image.open(local[0])); Image.fromarray(255 - im).save(local[0])
+    e = FeatureExtractor(size=48, cache=c); fe = e(local, progress=False)
+    assert (e.stats['hits'], e.stats['computed']) == (3, 1) and not np.allclose(fe[0], fa[0])
+    for change in [dict(size=56), dict(backbone='efficientnet_lite1'), dict(clahe=True), dict(tta='hflip'), dict(pretrained=False)]:
+        x = FeatureExtractor(**{'size': 48, **change}, cache=c); x(paths, progress=False)
+        assert x.stats['computed'] == 4, change
+    # a damaged cache file is recomputed, not trusted
+    f = next(a.cache.rglob('*.npy')); f.write_bytes(b'garbage')
+    g = FeatureExtractor(size=48, cache=c); np.testing.assert_allclose(g(paths, progress=False), fa, atol=1e-4); assert g.stats['computed'] == 1
+
+
+def test_cache_folder_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv('DEFECT_NB_CACHE', str(tmp_path / 'x'))
+    assert cache_dir() == tmp_path / 'x' / 'features'
+
+
+def test_head_fit_deterministic():
+    rng = np.random.default_rng(1); X = rng.normal(size=(90, 12)); y = rng.integers(0, 3, 90); X[np.arange(90), y] += 3
+    for hidden in (0, 16):
+        a = fit_head(X[:60], y[:60], X[60:], y[60:], 3, hidden=hidden, seed=7, grid=(0.1, 1.0))
+        b = fit_head(X[:60], y[:60], X[60:], y[60:], 3, hidden=hidden, seed=7, grid=(0.1, 1.0))
+        for k in a['head']: torch.testing.assert_close(a['head'][k], b['head'][k], rtol=0, atol=0)
+
+
+def test_features_run_is_an_ordinary_run(table, tmp_path):
+    r = train_classifier(table, method='features', size=48, tta='hflip', out=tmp_path / 'f', progress=False)
+    cfg = load_config(r.path)
+    assert cfg['method'] == 'features' and cfg['arch'] == 'probe' and cfg['options']['tta'] == 'hflip' and list_epochs(r.path) == [1]
+    assert cfg['head']['param'] == 'C' and len(cfg['head']['sweep']) >= 3
+    assert list(pd.read_csv(r.path / 'history.csv').phase) == ['features']
+    m = load_model(r.path); assert m.tta == 'hflip'
+    with pytest.raises(RunError, match='already finished'):
+        from defect_nb.train import resume; resume(r.path, progress=False)
+
+
+def test_finetune_starts_from_the_head(table, tmp_path):
+    r = train_classifier(table, method='finetune', size=48, bs=8, epochs=2, out=tmp_path / 'ft', num_workers=0, progress=False)
+    h = pd.read_csv(r.path / 'history.csv')
+    assert list(h.phase) == ['features', 'full', 'full'] and list_epochs(r.path) == [1, 2, 3]
+    assert r.best_epoch == int(h.epoch[h.valid_loss.idxmin()])
+    probe = torch.load(r.path / 'epoch_01.pth', weights_only=True); last = torch.load(r.path / 'epoch_03.pth', weights_only=True)
+    assert not torch.equal(probe['head.weight'], last['head.weight'])                  # it trained from the head on
+    assert any(not torch.equal(probe[k], last[k]) for k in probe if k.startswith('body.') and 'running' not in k and probe[k].is_floating_point())
+    assert all(torch.equal(probe[k], last[k]) for k in probe if 'running_mean' in k)   # batch-norm statistics frozen
+
+
+@pytest.mark.parametrize('args, words', [
+    (['--method', 'features', '--task', 'segment'], 'is for classification'),
+    (['--method', 'features', '--arch', 'small_cnn'], 'needs a pretrained timm backbone'),
+    (['--method', 'finetune', '--no-pretrained'], 'needs pretrained features'),
+    (['--method', 'features', '--loss', 'focal'], "use method 'fastai'"),
+    (['--method', 'features', '--tta', 'rot45'], 'invalid choice'),
+])
+def test_cli_method_errors(cli, synth_small, args, words):
+    r = cli('train', '--data', synth_small, '--size', '48', '--out', 'runs/m', *args)
+    assert r.returncode == 2 and words in r.stderr and 'Traceback' not in r.stderr, r.stderr[-1500:]
+
+
+def test_cli_default_says_what_it_picked(cli, synth_small, tmp_path):
+    r = cli('train', '--data', synth_small, '--budget', '2', '--out', 'runs/auto', '--workers', '0')
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert 'method features: frozen efficientnet_lite0 features at' in r.stdout and 'budget' in r.stdout
+    assert load_config(tmp_path / 'runs' / 'auto')['method'] == 'features'
