@@ -201,6 +201,7 @@ def _train(a, train):
             (['--epoch'], dict(default='best', help="epoch number, 'best' or 'last' (default best)")),
             (['--cost-fn'], dict(type=float, default=10., help='cost of a missed defect (default 10)')),
             (['--cost-fp'], dict(type=float, default=1., help='cost of a false alarm (default 1)')),
+            (['--defect-rate'], dict(type=float, help="expected share of defective parts on the line, e.g. 0.02 (default: the validation split's)")),
             (['--min-area'], dict(type=int, default=20, help='segmentation: defect pixels for an image to count as defective')),
             (['--device'], dict(default='cpu'))])
 def evaluate_cmd(a, # the parsed command line of `defect-nb evaluate`
@@ -208,9 +209,16 @@ def evaluate_cmd(a, # the parsed command line of `defect-nb evaluate`
     "`defect-nb evaluate` (see `defect-nb evaluate --help`): a thin layer over the library."
     from defect_nb.evaluate import evaluate
     ep = a.epoch if a.epoch in ('best', 'last') else int(a.epoch)
-    ev = evaluate(a.run, a.split, ep, a.cost_fn, a.cost_fp, a.min_area, device=a.device, progress=not a.json)
+    if a.defect_rate is not None and not 0 <= a.defect_rate <= 1: raise ValueError(f"--defect-rate must be in [0, 1], got {a.defect_rate}")
+    ev = evaluate(a.run, a.split, ep, a.cost_fn, a.cost_fp, a.min_area, defect_rate=a.defect_rate, device=a.device, progress=not a.json)
     if a.json: print(json.dumps({k: v for k, v in ev.metrics.items() if k != 'report'}, default=float)); return
     _print_table(ev.summary().round(4), title=f"{ev.task} run {a.run}, {a.split} split, epoch {ev.metrics['epoch']}")
+    m = ev.metrics
+    if 'threshold' in m:
+        print(f"pass/reject threshold {m['threshold']:.2f} (chosen on valid, missed defect = {m['cost_fn']:g}, false alarm = {m['cost_fp']:g}, "
+              f"{100 * m['defect_rate']:.1f}% defective parts from {m['defect_rate_from']}): per 10,000 parts expect "
+              f"{m['test_missed_per_10k']:.0f} missed defects and {m['test_false_alarms_per_10k']:.0f} false alarms ({a.split} split)")
+        if m.get('threshold_note'): print('note: ' + m['threshold_note'])
     print('wrote: ' + ', '.join(f.name for f in ev.files))
 
 @verb('explain', 'Grad-CAM of a run for one image: writes the image beside its heatmap overlay.',
@@ -340,12 +348,16 @@ def serve_cmd(a, # the parsed command line of `defect-nb serve`
     uvicorn.run('defect_nb.serve:app_from_env', factory=True, host=a.host, port=a.port, workers=a.workers, log_level='warning')
 
 # %% ../nbs/90_cli.ipynb #df1b3f08
+_DEMO_SHARE = {'synthetic data': .03, 'classifier training': .12, 'U-Net training': .6, 'classifier evaluation': .04,
+               'U-Net evaluation': .05, 'classifier export': .08, 'segmenter export': .08}     # of a reference run's time
+
 def run_demo(out='demo', # folder for data, runs and bundles
-             n_per_class:int=100, # synthetic images per class
-             size:int=128, # training size of both models
-             epochs:int=4, # classifier epochs (after one frozen epoch)
-             seg_epochs:int=4, # segmenter epochs (after one frozen epoch)
+             n_per_class:int=50, # synthetic images per defect class (and as many good parts as defects in all)
+             size:int=160, # classifier input size
+             seg_size:int=128, # U-Net training size
+             seg_epochs:int=6, # U-Net epochs (after one with the encoder frozen)
              log=print, # where progress lines go
+             progress:bool=True, # the library's progress bars inside the steps
             ) -> dict:
     "Run the whole pipeline on synthetic data; returns the headline numbers and the paths."
     from defect_nb.synth import synthesize
@@ -353,17 +365,23 @@ def run_demo(out='demo', # folder for data, runs and bundles
     from defect_nb.evaluate import evaluate, run_table
     from defect_nb.export import export_bundle
     from defect_nb.inference import Predictor, to_json
-    out = Path(out); t0 = time.perf_counter(); steps = {}
+    out = Path(out); t0 = time.perf_counter(); steps = {}; done_share = [0.]
     def step(name, f):
-        t = time.perf_counter(); r = f(); steps[name] = round(time.perf_counter() - t, 1); log(f"[{time.perf_counter() - t0:6.1f} s] {name} done ({steps[name]} s)"); return r
+        el = time.perf_counter() - t0
+        left = f", about {el * (1 - done_share[0]) / done_share[0]:.0f} s left" if done_share[0] > .05 else ''
+        log(f"[{el:6.1f} s] {name}{left}")
+        t = time.perf_counter(); r = f(); steps[name] = round(time.perf_counter() - t, 1); done_share[0] += _DEMO_SHARE.get(name, 0)
+        log(f"[{time.perf_counter() - t0:6.1f} s] {name} done ({steps[name]} s)"); return r
     data = out/'data'/'synth'
-    step('synthetic data', lambda: synthesize(data, n_per_class, 200, seed=0, progress=False))
+    step('synthetic data', lambda: synthesize(data, n_per_class, 200, seed=0, difficulty='easy', ok_share=0.5, progress=progress))
     def fit(name, f):
         run = out/'runs'/name
         if (run/'config.json').exists() and load_config(run).get('epochs_done'): log(f"reusing {run}"); return run
         return f(run).path
-    rc = step('classifier training', lambda: fit('classifier', lambda run: train_classifier(data, epochs=epochs, size=size, out=run, overwrite=True, progress=False)))
-    rs = step('U-Net training', lambda: fit('segmenter', lambda run: train_segmenter(data, epochs=seg_epochs, size=size, out=run, overwrite=True, progress=False)))
+    rc = step('classifier training', lambda: fit('classifier', lambda run: train_classifier(
+        data, method='features', size=size, tta='none', out=run, overwrite=True, progress=progress)))
+    rs = step('U-Net training', lambda: fit('segmenter', lambda run: train_segmenter(
+        data, method='fastai', epochs=seg_epochs, size=seg_size, out=run, overwrite=True, progress=progress)))
     ec = step('classifier evaluation', lambda: evaluate(rc, progress=False)); es = step('U-Net evaluation', lambda: evaluate(rs, progress=False))
     bundles = {}
     for name, run, q in [('classifier', rc, 'static'), ('segmenter', rs, None)]:
@@ -372,26 +390,38 @@ def run_demo(out='demo', # folder for data, runs and bundles
         bundles[name] = b
     img = run_table(rc, 'test').image.iloc[0]
     pc, ps = Predictor.load(bundles['classifier']).predict(img), Predictor.load(bundles['segmenter']).predict(img)
-    res = dict(seconds=round(time.perf_counter() - t0, 1), steps=steps, classifier_accuracy=ec.metrics['accuracy'],
-               threshold=ec.metrics.get('threshold'), segmenter_dice=es.metrics['dice_mean'], runs=[str(rc), str(rs)],
+    m = ec.metrics
+    res = dict(seconds=round(time.perf_counter() - t0, 1), steps=steps, classifier_accuracy=m['accuracy'],
+               threshold=m.get('threshold'), threshold_note=m.get('threshold_note'), test_recall=m.get('test_recall'),
+               test_false_alarm_rate=m.get('test_false_alarm_rate'), defect_rate=m.get('defect_rate'),
+               missed_per_10k=m.get('test_missed_per_10k'), false_alarms_per_10k=m.get('test_false_alarms_per_10k'),
+               segmenter_dice=es.metrics['dice_defective'], segmenter_dice_all=es.metrics['dice_mean'], runs=[str(rc), str(rs)],
                bundles={k: str(v) for k, v in bundles.items()}, example=dict(image=str(img), classifier=to_json(pc),
                segmenter={k: v for k, v in to_json(ps).items() if k not in ('mask_rle',)}))
     return res
 
 @verb('demo', 'The main job: synthetic data, a classifier and a U-Net, evaluation, ONNX bundles, predictions.',
-      examples='  defect-nb demo\n  defect-nb demo --out /tmp/demo --n-per-class 20 --epochs 1',
+      examples='  defect-nb demo\n  defect-nb demo --out /tmp/demo --n-per-class 10 --seg-epochs 1',
       args=[(['--out'], dict(default='demo', help='folder for data, runs and bundles (default demo/)')),
-            (['--n-per-class'], dict(type=int, default=100)), (['--size'], dict(type=int, default=128)),
-            (['--epochs'], dict(type=int, default=4)), (['--seg-epochs'], dict(type=int, default=4))])
+            (['--n-per-class'], dict(type=int, default=50, help='images per defect class; as many good parts as defects (default 50)')),
+            (['--size'], dict(type=int, default=160, help='classifier input size (default 160)')),
+            (['--seg-size'], dict(type=int, default=128, help='U-Net training size (default 128)')),
+            (['--seg-epochs'], dict(type=int, default=6, help='U-Net epochs after one frozen (default 6)'))])
 def demo_cmd(a, # the parsed command line of `defect-nb demo`
              ):
     "`defect-nb demo` (see `defect-nb demo --help`): a thin layer over the library."
-    res = run_demo(a.out, a.n_per_class, a.size, a.epochs, a.seg_epochs, log=(lambda *x: None) if a.json else print)
+    res = run_demo(a.out, a.n_per_class, a.size, a.seg_size, a.seg_epochs, log=(lambda *x: None) if a.json else (lambda *x: print(*x, flush=True)),
+                   progress=not a.json)
     if a.json: print(json.dumps(res, default=float)); return
     ex = res['example']
     print(f"\ndemo finished in {res['seconds']:.0f} s")
-    print(f"  classifier: test accuracy {res['classifier_accuracy']:.3f}, pass/reject threshold {res['threshold']:.2f} (runs: {res['runs'][0]})")
-    print(f"  U-Net:      test Dice {res['segmenter_dice']:.3f} ({res['runs'][1]})")
+    print(f"  classifier: test accuracy {res['classifier_accuracy']:.3f} ({res['runs'][0]})")
+    if res['threshold'] is not None:
+        print(f"  pass/reject threshold {res['threshold']:.2f} (chosen on valid; missed defect = 10 false alarms): on the test split it catches "
+              f"{100 * res['test_recall']:.1f}% of defects at {100 * res['test_false_alarm_rate']:.1f}% false alarms; per 10,000 parts with "
+              f"{100 * res['defect_rate']:.0f}% defective: {res['missed_per_10k']:.0f} missed, {res['false_alarms_per_10k']:.0f} false alarms")
+        if res['threshold_note']: print(f"  note: {res['threshold_note']}")
+    print(f"  U-Net:      test Dice {res['segmenter_dice']:.3f} on defective images ({res['segmenter_dice_all']:.3f} over all) ({res['runs'][1]})")
     print(f"  {Path(ex['image']).name}: classifier says {ex['classifier']['prediction']} ({ex['classifier']['confidence']:.2f}), "
           f"U-Net finds {ex['segmenter']['defect_area']} defect pixels")
     print(f"next: defect-nb serve --model {res['bundles']['classifier']}   |   defect-nb predict --model {res['bundles']['segmenter']} --image {ex['image']}")

@@ -22,9 +22,9 @@ from .synth import overlay_mask
 
 # %% auto #0
 __all__ = ['to_tensor', 'predict_images', 'negative_class', 'expected_calibration_error', 'classification_metrics',
-           'defect_scores', 'threshold_table', 'best_threshold', 'bootstrap_ci', 'plot_confusion', 'plot_roc_pr',
-           'plot_calibration', 'plot_threshold', 'plot_gallery', 'dice_iou', 'segmentation_metrics', 'Evaluation',
-           'evaluate', 'overlay_masks']
+           'defect_scores', 'threshold_table', 'best_threshold', 'threshold_note', 'bootstrap_ci', 'plot_confusion',
+           'plot_roc_pr', 'plot_calibration', 'plot_threshold', 'plot_gallery', 'dice_iou', 'segmentation_metrics',
+           'Evaluation', 'evaluate', 'overlay_masks']
 
 # %% ../nbs/05_evaluate.ipynb #4f315f60
 def to_tensor(imgs:np.ndarray, # N×H×W×C uint8 images from `core.preprocess`
@@ -105,21 +105,36 @@ def threshold_table(scores:np.ndarray, # defect scores in [0, 1]
                     cost_fn:float=10., # cost of a missed defect
                     cost_fp:float=1., # cost of a false alarm
                     steps:int=101, # thresholds tried, evenly from 0 to 1
+                    defect_rate:float|None=None, # expected share of defective parts on the line; None: the sample's own share
                    ) -> pd.DataFrame:
-    "FN, FP, recall, false-alarm rate and expected cost for thresholds from 0 to 1 (reject when score ≥ threshold)."
+    "Per threshold (reject when score ≥ threshold): FN, FP, recall, false-alarm rate, and per 10,000 line parts the missed defects, false alarms and cost."
     d = np.asarray(defective).astype(bool); rows = []
+    pi = float(d.mean()) if defect_rate is None else float(defect_rate)
+    if not 0 <= pi <= 1: raise ValueError(f"defect_rate must be in [0, 1], got {defect_rate}")
     for t in np.linspace(0, 1, steps):
         rej = scores >= t
         fn, fp = int((~rej & d).sum()), int((rej & ~d).sum()); tp, tn = int(d.sum()) - fn, int((~d).sum()) - fp
-        rows.append(dict(threshold=round(float(t), 4), tp=tp, fn=fn, fp=fp, tn=tn, recall=tp / max(1, tp + fn),
-                         false_alarm_rate=fp / max(1, fp + tn), cost=cost_fn * fn + cost_fp * fp))
+        rec, far = tp / max(1, tp + fn), fp / max(1, fp + tn)
+        missed, alarms = 1e4 * pi * (1 - rec), 1e4 * (1 - pi) * far
+        rows.append(dict(threshold=round(float(t), 4), tp=tp, fn=fn, fp=fp, tn=tn, recall=rec, false_alarm_rate=far,
+                         missed_per_10k=missed, false_alarms_per_10k=alarms, cost=cost_fn * missed + cost_fp * alarms))
     return pd.DataFrame(rows)
 
 def best_threshold(table:pd.DataFrame, # from `threshold_table`
                   ) -> float:
-    "The threshold of least cost; among ties, the middle one (furthest from both kinds of error)."
-    best = table[table.cost == table.cost.min()].threshold.to_numpy()
+    "The threshold of least expected cost on the line; among ties, the middle one (furthest from both kinds of error)."
+    best = table[np.isclose(table.cost, table.cost.min())].threshold.to_numpy()
     return float(best[len(best) // 2])
+
+def threshold_note(threshold:float, # a chosen threshold
+                   cost_fn:float=10., cost_fp:float=1., # the costs it was chosen with
+                  ) -> str|None:
+    "None for a usable threshold; for 0 or 1, what it means: the model cannot separate good from defective parts at this cost."
+    if threshold <= 0: return (f"threshold 0: at a missed defect costing {cost_fn:g}× a false alarm, rejecting every part is cheapest; "
+                               "the model cannot separate defects from good parts at this cost")
+    if threshold >= 1: return (f"threshold 1: at a false alarm costing {cost_fp / cost_fn:g}× a missed defect, passing every part is cheapest; "
+                               "the model cannot separate defects from good parts at this cost")
+    return None
 
 # %% ../nbs/05_evaluate.ipynb #1fbf09da
 def bootstrap_ci(values, # a 1-d array, or a tuple of aligned arrays (e.g. labels and scores)
@@ -194,9 +209,10 @@ def plot_threshold(table, # from `threshold_table`
                    path=None, # also save the figure here (PNG)
                   ):
     "Missed defects and false alarms against the threshold, with the expected cost and the chosen threshold."
-    fig, ax = plt.subplots(figsize=(7, 3.6)); ax.plot(table.threshold, table.fn, label='missed defects (FN)'); ax.plot(table.threshold, table.fp, label='false alarms (FP)')
-    ax2 = ax.twinx(); ax2.plot(table.threshold, table.cost, 'k--', lw=1, label='expected cost'); ax2.set_ylabel('cost')
-    ax.axvline(chosen, color='r', lw=1); ax.set(xlabel='threshold (reject when defect score ≥ threshold)', ylabel='images', title=f'threshold {chosen:.2f}')
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    ax.plot(table.threshold, table.missed_per_10k, label='missed defects'); ax.plot(table.threshold, table.false_alarms_per_10k, label='false alarms')
+    ax2 = ax.twinx(); ax2.plot(table.threshold, table.cost, 'k--', lw=1, label='expected cost'); ax2.set_ylabel('cost per 10,000 parts')
+    ax.axvline(chosen, color='r', lw=1); ax.set(xlabel='threshold (reject when defect score ≥ threshold)', ylabel='per 10,000 parts', title=f'threshold {chosen:.2f}')
     ax.legend(loc='upper center'); fig.tight_layout(); return _save(fig, path)
 
 def plot_gallery(items:list, # (image uint8, title, color) tuples
@@ -277,6 +293,7 @@ def evaluate(run, # a run folder
              cost_fn:float=10., # cost of a missed defect (threshold choice)
              cost_fp:float=1., # cost of a false alarm
              min_area:int=20, # segmentation: predicted pixels for an image to count as defective
+             defect_rate:float|None=None, # expected share of defective parts on the line (default: the validation split's share)
              group_by:str|None=None, # a column to break results down by (default: 'type' when present, as in ELPV)
              device:str='cpu', bs:int=32, progress:bool=True,
              save:bool=True, # write metrics, predictions and plots into the run folder
@@ -302,16 +319,19 @@ def evaluate(run, # a run folder
             vrows = run_table(run, 'valid').reset_index(drop=True) if split != 'valid' else rows
             vprobs = probs if split == 'valid' else predict_images(model, _images(vrows), pre, 'classify', bs, device, False)
             neg = negative_class(classes)
-            vt = threshold_table(defect_scores(vprobs, classes), (vrows.label != neg).to_numpy(), cost_fn, cost_fp)
+            vt = threshold_table(defect_scores(vprobs, classes), (vrows.label != neg).to_numpy(), cost_fn, cost_fp, defect_rate=defect_rate)
             thr = best_threshold(vt)
-            tt = threshold_table(defect_scores(probs, classes), (rows.label != neg).to_numpy(), cost_fn, cost_fp)
+            tt = threshold_table(defect_scores(probs, classes), (rows.label != neg).to_numpy(), cost_fn, cost_fp, defect_rate=defect_rate)
             at = tt[np.isclose(tt.threshold, thr)].iloc[0]
-            m.update(threshold=thr, cost_fn=cost_fn, cost_fp=cost_fp, test_recall=float(at.recall), test_false_alarm_rate=float(at.false_alarm_rate),
-                     test_cost=float(at.cost))
+            pi = float((vrows.label != neg).mean()) if defect_rate is None else float(defect_rate)
+            m.update(threshold=thr, cost_fn=cost_fn, cost_fp=cost_fp, defect_rate=pi, defect_rate_from='the validation split' if defect_rate is None else 'the line (given)',
+                     test_recall=float(at.recall), test_false_alarm_rate=float(at.false_alarm_rate), test_cost=float(at.cost),
+                     test_missed_per_10k=float(at.missed_per_10k), test_false_alarms_per_10k=float(at.false_alarms_per_10k),
+                     threshold_note=threshold_note(thr, cost_fn, cost_fp))
             rows['defect_score'] = defect_scores(probs, classes)
             if save:
                 atomic_write(run/'threshold.json', json.dumps(dict(threshold=thr, negative_class=neg, cost_fn=cost_fn, cost_fp=cost_fp,
-                                                                   chosen_on='valid', epoch=epoch), indent=2))
+                                                                   defect_rate=pi, chosen_on='valid', epoch=epoch, note=m['threshold_note']), indent=2))
                 files += [plot_threshold(vt, thr, run/'threshold.png'), run/'threshold.json']
         if save:
             files += [plot_confusion(m['confusion'], classes, out('confusion.png')), plot_roc_pr(probs, y, classes, out('roc_pr.png')),

@@ -6,12 +6,12 @@ Docs: https://defect-nb.github.io/defect_nb/export.html.md"""
 
 # %% ../nbs/07_export.ipynb #41b94a86
 from __future__ import annotations
-import json, os, platform, shutil, tempfile, time, warnings, datetime
+import contextlib, io, json, os, platform, shutil, tempfile, time, warnings, datetime
 from pathlib import Path
-import numpy as np
+import numpy as np, pandas as pd
 import torch, torch.nn as nn
 import onnx, onnxruntime as ort
-from onnxruntime.quantization import quantize_dynamic, quantize_static, QuantType, QuantFormat, CalibrationDataReader
+from onnxruntime.quantization import quantize_dynamic, quantize_static, QuantType, QuantFormat, CalibrationDataReader, CalibrationMethod
 from onnxruntime.quantization.shape_inference import quant_pre_process
 import defect_nb
 from .core import load_image, preprocess, to_input, atomic_write, sha256
@@ -19,8 +19,9 @@ from .train import load_config, load_model
 from .evaluate import run_table, negative_class
 
 # %% auto #0
-__all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'ExportError', 'Probabilities', 'to_onnx', 'ort_session', 'model_inputs', 'parity',
-           'sensitive_nodes', 'quantize', 'speed', 'quality', 'export_bundle']
+__all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'CALIB_METHODS', 'INT8_BAR', 'ExportError', 'Probabilities', 'to_onnx',
+           'ort_session', 'model_inputs', 'parity', 'calibration_rows', 'agreement', 'preprocess_onnx', 'output_nodes',
+           'quantize', 'speed', 'quality', 'node_noise', 'int8_search', 'export_bundle']
 
 # %% ../nbs/07_export.ipynb #cf97c01b
 class ExportError(RuntimeError):
@@ -87,38 +88,79 @@ def parity(model:nn.Module, # the PyTorch model
         n += int(clear.sum()); ties += int((~clear).sum())
     return dict(n_images=int(len(x)), max_abs_diff=max(diffs), argmax_agreement=agree / max(1, n), ties=ties)
 
-# %% ../nbs/07_export.ipynb #6f28d5ea
-def sensitive_nodes(onnx_path, # the FP32 .onnx file
-                   ) -> list:
-    "Nodes left in FP32 by static quantisation: the first and last convolutions and the dense head (Gemm, MatMul, BatchNorm, Softmax)."
-    g = onnx.load(str(onnx_path)).graph
-    convs = [n.name for n in g.node if n.op_type == 'Conv']
-    return sorted(set(convs[:1] + convs[-1:] + [n.name for n in g.node if n.op_type in ('Gemm', 'MatMul', 'BatchNormalization', 'Softmax')]))
+# %% ../nbs/07_export.ipynb #5b201e4b
+CALIB_METHODS = {'minmax': CalibrationMethod.MinMax, 'percentile': CalibrationMethod.Percentile, 'entropy': CalibrationMethod.Entropy}
+INT8_BAR = dict(agreement=0.99, max_drop=0.005)   # INT8 is the bundle's default only above this agreement and within this drop
 
+def calibration_rows(run, # a run folder
+                     n:int=128, # calibration images wanted
+                     seed:int=0, # shuffles each class
+                    ) -> pd.DataFrame:
+    "Rows of a run's training split for calibration: `n` images taken in turn from every class (all of a class that has fewer)."
+    tr = run_table(run, 'train').reset_index(drop=True)
+    rng = np.random.default_rng(seed)
+    key = tr.label.astype(str) if 'label' in tr else pd.Series('all', index=tr.index)
+    turn = pd.Series(0, index=tr.index)
+    for _, idx in sorted(tr.groupby(key).groups.items()): turn[rng.permutation(np.asarray(idx))] = np.arange(len(idx))
+    order = sorted(tr.index, key=lambda i: (turn[i], key[i]))
+    return tr.loc[order[:n]].reset_index(drop=True)
+
+def agreement(p_ref:np.ndarray, # reference probabilities (FP32): N×C or N×C×H×W
+              p:np.ndarray, # probabilities to compare (INT8)
+             ) -> float:
+    "Top-1 agreement of two classifiers' probabilities; for segmenters, the Dice of their defect masks pooled over all pixels."
+    a, b = p_ref.argmax(1), p.argmax(1)
+    if a.ndim == 1: return float((a == b).mean())
+    a, b = a > 0, b > 0; s = int(a.sum() + b.sum())
+    return 1.0 if s == 0 else float(2 * (a & b).sum() / s)
+
+# %% ../nbs/07_export.ipynb #a9e94f5b
 class _Calibration(CalibrationDataReader):
-    def __init__(self, x:np.ndarray): self.it = iter([{'input': x[i:i + 1]} for i in range(len(x))])
+    "Model inputs one at a time (histogram calibrators need equal shapes), for onnxruntime's calibrators and its activation collector."
+    def __init__(self, x:np.ndarray, bs:int=1): self.batches = [x[i:i + bs] for i in range(0, len(x), bs)]; self.rewind()
     def get_next(self): return next(self.it, None)
+    def rewind(self): self.it = iter([{'input': b} for b in self.batches])
+
+def preprocess_onnx(fp32_path, # the FP32 model
+                    out_path, # where to write the model prepared for quantisation
+                   ) -> Path:
+    "onnxruntime's `quant_pre_process` (shape inference, graph optimisation): node names of this model are the ones to exclude."
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore'); quant_pre_process(str(fp32_path), str(out_path), skip_symbolic_shape=True)
+    return Path(out_path)
+
+def output_nodes(onnx_path, # an .onnx file
+                ) -> list:
+    "The nodes after the last Conv/Gemm/MatMul (softmax, sigmoid, concatenation of the probability head): always left in FP32."
+    nodes = onnx.load(str(onnx_path)).graph.node
+    last = max((i for i, n in enumerate(nodes) if n.op_type in ('Conv', 'Gemm', 'MatMul')), default=-1)
+    return [n.name for n in nodes[last + 1:]]
 
 def quantize(fp32_path, # the FP32 model
              out_path, # the INT8 model to write
              mode:str='static', # 'static' (calibrated) or 'dynamic'
              calibration:np.ndarray|None=None, # model inputs for static calibration
+             method:str='minmax', # static: 'minmax', 'percentile' or 'entropy' (onnxruntime's `CalibrationMethod`)
+             exclude=None, # node names left in FP32 (names of the pre-processed model; default: `output_nodes`)
+             cache=None, # a file for the calibration ranges: computed once, reused by later calls with the same method
+             prepared:bool=False, # `fp32_path` already went through `preprocess_onnx`
             ) -> Path:
-    "Quantise an ONNX model to INT8 with onnxruntime."
+    "Quantise an ONNX model to INT8 with onnxruntime: static QDQ with per-channel weight scales, or dynamic (dense layers only)."
     if mode not in ('static', 'dynamic'): raise ExportError(f"quantisation mode must be 'static' or 'dynamic', got {mode!r}")
+    if method not in CALIB_METHODS: raise ExportError(f"calibration method must be one of {', '.join(CALIB_METHODS)}, got {method!r}")
     out_path = Path(out_path)
     with tempfile.TemporaryDirectory() as d:
-        pre = Path(d)/'pre.onnx'
-        with warnings.catch_warnings():
+        pre = Path(fp32_path) if prepared else preprocess_onnx(fp32_path, Path(d)/'pre.onnx')
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):   # the calibrators print their progress
             warnings.simplefilter('ignore')
-            quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
             if mode == 'dynamic':
                 quantize_dynamic(str(pre), str(Path(d)/'q.onnx'), weight_type=QuantType.QInt8, op_types_to_quantize=['MatMul', 'Gemm'])
             else:
                 if calibration is None or not len(calibration): raise ExportError("static quantisation needs calibration images")
                 quantize_static(str(pre), str(Path(d)/'q.onnx'), _Calibration(calibration), quant_format=QuantFormat.QDQ,
                                 per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                                nodes_to_exclude=sensitive_nodes(pre))
+                                calibrate_method=CALIB_METHODS[method], calibration_cache_path=cache,
+                                nodes_to_exclude=list(output_nodes(pre) if exclude is None else exclude))
         shutil.move(str(Path(d)/'q.onnx'), out_path)
     return out_path
 
@@ -152,13 +194,115 @@ def quality(probs:np.ndarray, # probabilities, N×C (classify) or N×C×H×W (se
 
 def _predict(session, x, bs=32): return np.concatenate([session.run(None, {'input': x[i:i + bs]})[0] for i in range(0, len(x), bs)])
 
+# %% ../nbs/07_export.ipynb #f51b2669
+def node_noise(fp32_path, # the FP32 model, pre-processed (`preprocess_onnx`)
+               int8_path, # its static QDQ model
+               x:np.ndarray, # a few model inputs
+              ) -> list:
+    """Nodes ranked by the quantisation noise they see, worst first: [(node, SQNR dB)], from onnxruntime's QDQ debugging
+    helpers (each quantised tensor before vs after its QuantizeLinear/DequantizeLinear pair). A noisy tensor names its
+    producer and its consumers, since a tensor stays in FP32 only when none of them is quantised."""
+    from onnxruntime.quantization import qdq_loss_debug as dbg
+    with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        acts = {}
+        for k, m in (('q', int8_path), ('f', fp32_path)):
+            dbg.modify_model_output_intermediate_tensors(str(m), f'{d}/{k}.onnx'); acts[k] = dbg.collect_activations(f'{d}/{k}.onnx', _Calibration(x))
+        err = dbg.compute_activation_error(dbg.create_activation_matching(acts['q'], acts['f']))
+    nodes = onnx.load(str(fp32_path)).graph.node
+    touch = {}
+    for n in nodes:
+        for t in list(n.input) + list(n.output): touch.setdefault(t, []).append(n.name)
+    ranked, seen = [], set()
+    for t, e in sorted(err.items(), key=lambda kv: (kv[1]['qdq_err'], kv[0])):
+        for name in touch.get(t, []):
+            if name not in seen: seen.add(name); ranked.append((name, float(e['qdq_err'])))
+    return ranked
+
+def int8_search(fp32_path, # the FP32 model (as exported by `to_onnx`)
+                out_path, # the INT8 model to write
+                calibration:np.ndarray, # calibration inputs (training images, `calibration_rows`)
+                x_valid:np.ndarray, # validation inputs: agreement is measured here
+                score=None, # score(probs) -> accuracy or Dice on the validation rows (for the drop); None: not checked
+                methods=('minmax', 'percentile', 'entropy'), # calibration methods measured; the one of highest agreement is kept
+                bar:dict|None=None, # dict(agreement=, max_drop=), default `INT8_BAR`
+                max_excluded:float=0.5, # give up once this fraction of the nodes would be left in FP32
+               ) -> dict:
+    """Static INT8 that agrees with its FP32 model: choose the calibration method by measurement, then leave the nodes
+    that see the most quantisation noise in FP32 (1, 2, 4, 8, … of them) until the agreement bar holds. Deterministic:
+    the same inputs give the same model and figures."""
+    bar = dict(INT8_BAR, **(bar or {}))
+    out_path = Path(out_path)
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d); pre = preprocess_onnx(fp32_path, d/'pre.onnx')
+        s32 = ort_session(pre); p32 = _predict(s32, x_valid); q32 = score(p32) if score else None
+        def trial(method, exclude, path):
+            quantize(pre, path, 'static', calibration, method, exclude, cache=d/f'{method}.json', prepared=True)
+            p8 = _predict(ort_session(path), x_valid); q8 = score(p8) if score else None
+            a = agreement(p32, p8); drop = (q32 - q8) if score else 0.0
+            return dict(agreement=a, drop=drop, int8=q8, passes=a >= bar['agreement'] and drop <= bar['max_drop'] + 1e-9)
+        base = output_nodes(pre)
+        tried = {m: trial(m, base, d/f'q-{m}.onnx') for m in methods}
+        method = max(methods, key=lambda m: (tried[m]['agreement'], -tried[m]['drop'], -methods.index(m)))
+        best, exclude, trace = tried[method], list(base), []
+        if not best['passes']:
+            ranked = [n for n, _ in node_noise(pre, d/f'q-{method}.onnx', x_valid[:8]) if n not in base]
+            n_nodes, k = len(onnx.load(str(pre)).graph.node), 1
+            while not best['passes'] and k <= len(ranked) and len(base) + k <= max_excluded * n_nodes:
+                cand = base + ranked[:k]; r = trial(method, cand, d/'q-try.onnx')
+                trace.append(dict(excluded=k, agreement=r['agreement'], drop=r['drop']))
+                if (r['agreement'], -r['drop']) > (best['agreement'], -best['drop']) or r['passes']:
+                    best, exclude = r, cand; shutil.copy(d/'q-try.onnx', d/f'q-{method}.onnx')
+                k *= 2
+        shutil.copy(d/f'q-{method}.onnx', out_path)
+    return dict(mode='static', method=method, per_channel=True, methods={m: dict(agreement=r['agreement'], drop=r['drop']) for m, r in tried.items()},
+                excluded_nodes=exclude, search=trace, n_valid=int(len(x_valid)), agreement=best['agreement'], fp32=q32, int8=best['int8'],
+                drop=best['drop'], bar=bar, passes=bool(best['passes']))
+
+# %% ../nbs/07_export.ipynb #e15bcec8
+def _bar_reason(r:dict, task:str) -> str:
+    "One sentence: why INT8 is, or is not, the bundle's default."
+    what = 'top-1 agreement' if task == 'classify' else 'Dice between the FP32 and INT8 masks'
+    q = 'accuracy' if task == 'classify' else 'Dice'
+    fig = (f"{what} {r['agreement']:.4f} on {r['n_valid']} validation images (bar {r['bar']['agreement']}), "
+           f"{q} {100 * -r['drop']:+.2f} points from FP32 (bar -{100 * r['bar']['max_drop']:.1f})")
+    return f"INT8 is the default: {fig}" if r['passes'] else f"FP32 is the default: INT8 misses the bar: {fig}"
+
+def _make_int8(run, cfg, fp32, out, mode, calib_n, methods, bar, valid_n, seed) -> dict:
+    "Write the INT8 model of a bundle and measure it against the bar on the validation split: the bundle.json 'int8' entry."
+    pre = cfg['preprocess']
+    valid = run_table(run, 'valid').reset_index(drop=True)
+    valid = valid.iloc[:valid_n] if valid_n else valid
+    xv = model_inputs([load_image(p) for p in valid.image], pre)
+    score = lambda p: next(iter(quality(p, valid, cfg).values()))
+    bar = dict(INT8_BAR, **(bar or {}))
+    if mode == 'static':
+        rows = calibration_rows(run, calib_n, seed)
+        r = int8_search(fp32, out, model_inputs([load_image(p) for p in rows.image], pre), xv, score, tuple(methods), bar)
+        counts = rows.label.astype(str).value_counts().sort_index() if 'label' in rows else {}
+        r['calibration'] = dict(split='train', n_images=int(len(rows)), per_class={k: int(v) for k, v in dict(counts).items()}, seed=seed)
+    else:
+        quantize(fp32, out, 'dynamic')
+        p32, p8 = _predict(ort_session(fp32), xv), _predict(ort_session(out), xv)
+        q32, q8 = score(p32), score(p8); a = agreement(p32, p8)
+        r = dict(mode='dynamic', method='dynamic', n_valid=int(len(xv)), agreement=a, fp32=q32, int8=q8, drop=q32 - q8, bar=bar,
+                 passes=a >= bar['agreement'] and q32 - q8 <= bar['max_drop'] + 1e-9)
+    r.update(measure='top-1 agreement' if cfg['task'] == 'classify' else 'mask Dice', quality='accuracy' if cfg['task'] == 'classify' else 'dice_mean')
+    r['reason'] = _bar_reason(r, cfg['task'])
+    return r
+
 # %% ../nbs/07_export.ipynb #b54f810b
 def export_bundle(run, # a run folder
                   out_dir, # the bundle folder to write
                   epoch='best', # checkpoint: epoch number, 'best' or 'last'
                   quantize_mode:str|None=None, # None, 'static' or 'dynamic': also write model.int8.onnx
                   parity_n:int=32, # test images for the parity check
-                  calib_n:int=64, # training images for static calibration
+                  calib_n:int=128, # training images for static calibration, taken in turn from every class
+                  calib_methods=('minmax', 'percentile', 'entropy'), # static: calibration methods measured (the best is kept)
+                  bar:dict|None=None, # INT8 is the default only when it holds: dict(agreement=, max_drop=), default `INT8_BAR`
+                  keep_int8:bool=False, # keep model.int8.onnx (not as the default) even when it misses the bar
+                  valid_n:int|None=None, # validation images on which agreement is measured (default: all)
+                  seed:int=0, # draws the calibration images
                   report:bool=True, # measure size, quality on the test split, agreement and speed of each model
                   report_n:int|None=None, # test images for the report (default: all)
                   atol:float=1e-4, # largest allowed |p_torch - p_onnx|
@@ -183,12 +327,12 @@ def export_bundle(run, # a run folder
             raise ExportError(f"ONNX disagrees with the checkpoint on {par['n_images']} test images: max |Δp| {par['max_abs_diff']:.2e} "
                               f"(allowed {atol:.0e}), argmax agreement {par['argmax_agreement']:.4f}")
         files = ['model.onnx']
+        int8 = None
         if quantize_mode:
-            calib = None
-            if quantize_mode == 'static':
-                tr = run_table(run, 'train').sample(frac=1, random_state=0).head(calib_n)
-                calib = model_inputs([load_image(p) for p in tr.image], pre)
-            quantize(tmp/'model.onnx', tmp/'model.int8.onnx', quantize_mode, calib); files.append('model.int8.onnx')
+            int8 = _make_int8(run, cfg, tmp/'model.onnx', tmp/'model.int8.onnx', quantize_mode, calib_n, calib_methods, bar, valid_n, seed)
+            int8['kept'] = int8['passes'] or keep_int8
+            if int8['kept']: files.append('model.int8.onnx')
+            else: os.remove(tmp/'model.int8.onnx')
         reports = {}
         if report:
             x = model_inputs([load_image(p) for p in rows.image], pre)
@@ -208,10 +352,10 @@ def export_bundle(run, # a run folder
                                            b1_p95_ms=1000 * float(np.percentile(torch_t, 95)), batch=len(xb), batch_img_s=len(xb) / tb)
             reports['onnx_fp32'] = dict(file='model.onnx', mb=os.path.getsize(tmp/'model.onnx') / 2**20, **quality(p32, rows, cfg),
                                         agreement=1.0, **speed(s32, x[:1], xb))
-            if quantize_mode:
+            if 'model.int8.onnx' in files:
                 s8 = ort_session(tmp/'model.int8.onnx'); p8 = _predict(s8, x)
                 reports[f'onnx_int8_{quantize_mode}'] = dict(file='model.int8.onnx', mb=os.path.getsize(tmp/'model.int8.onnx') / 2**20,
-                                                             **quality(p8, rows, cfg), agreement=float((p8.argmax(1) == p32.argmax(1)).mean()),
+                                                             **quality(p8, rows, cfg), agreement=agreement(p32, p8), method=int8.get('method'),
                                                              max_abs_diff=float(np.abs(p8 - p32).max()), **speed(s8, x[:1], xb))
             for r in reports.values(): r.update(n_images=int(len(rows)))
         thr_file, met_file = run/'threshold.json', run/'metrics.json'
@@ -224,7 +368,8 @@ def export_bundle(run, # a run folder
                     threshold=thr.get('threshold', 0.5), threshold_source='threshold.json (chosen on valid by cost)' if thr else 'default 0.5',
                     negative_class=negative_class(classes) if cfg['task'] == 'classify' else classes[0],
                     metrics={k: v for k, v in json.loads(met_file.read_text()).items() if not isinstance(v, (dict, list))} if met_file.exists() else {},
-                    quantization=quantize_mode, parity=par, report=reports, run=str(run), epoch=epoch,
+                    quantization=quantize_mode, default_variant='int8' if int8 and int8['passes'] else 'fp32',
+                    default_reason=int8['reason'] if int8 else 'no INT8 model was asked for', int8=int8, parity=par, report=reports, run=str(run), epoch=epoch,
                     versions=dict(defect_nb=defect_nb.__version__, torch=torch.__version__, onnx=onnx.__version__, onnxruntime=ort.__version__,
                                   python=platform.python_version()),
                     created=datetime.datetime.now().isoformat(timespec='seconds'),

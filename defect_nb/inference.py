@@ -13,7 +13,7 @@ from .core import load_image, preprocess, to_input, sha256, ImageError, _IMG_EXT
 
 # %% auto #0
 __all__ = ['BundleError', 'read_bundle', 'rle_encode', 'rle_decode', 'mask_boxes', 'Predictor', 'predict', 'predict_batch',
-           'predict_folder', 'to_json']
+           'predict_folder', 'to_json', 'bundle_info']
 
 # %% ../nbs/08_inference.ipynb #53e70ebf
 class BundleError(ValueError):
@@ -84,16 +84,19 @@ class Predictor:
 
     @classmethod
     def load(cls, bundle_dir, # a folder written by `export_bundle`
-             variant:str='fp32', # 'fp32' (model.onnx) or 'int8' (model.int8.onnx)
+             variant:str|None=None, # 'fp32' (model.onnx), 'int8' (model.int8.onnx), or None: the bundle's default variant
              threads:int|None=None, # onnxruntime intra-op threads (default: onnxruntime's)
              verify:bool=True, # check the files' sha256 against bundle.json
             ) -> 'Predictor':
         "Load and check a bundle."
         import onnxruntime as ort
         meta = read_bundle(bundle_dir, verify)
+        variant = variant or meta.get('default_variant', 'fp32')
         name = {'fp32': 'model.onnx', 'int8': 'model.int8.onnx'}.get(variant)
         if name is None: raise BundleError(f"variant must be 'fp32' or 'int8', got {variant!r}")
-        if name not in meta['files']: raise BundleError(f"{bundle_dir} has no {variant} model ({name}); export it with --int8")
+        if name not in meta['files']:
+            why = f" ({meta['default_reason']})" if variant == 'int8' and meta.get('default_reason') else ''
+            raise BundleError(f"{bundle_dir} has no {variant} model ({name}){why}; export it with --int8 (and keep_int8 to keep one that misses the bar)")
         so = ort.SessionOptions(); so.log_severity_level = 3
         if threads: so.intra_op_num_threads = threads
         try: sess = ort.InferenceSession(str(Path(bundle_dir)/name), so, providers=['CPUExecutionProvider'])
@@ -175,3 +178,26 @@ def to_json(result:dict, # a result of `Predictor.predict`
            ) -> dict:
     "A result without its numpy arrays (mask, probability map), ready for `json.dumps`."
     return {k: v for k, v in result.items() if not isinstance(v, np.ndarray)}
+
+# %% ../nbs/08_inference.ipynb #1970ccd0
+_VARIANT_FILES = {'fp32': 'model.onnx', 'int8': 'model.int8.onnx'}
+
+def _info(meta:dict) -> dict:
+    i8 = meta.get('int8') or {}
+    int8 = {k: i8[k] for k in ('mode', 'method', 'measure', 'agreement', 'quality', 'fp32', 'int8', 'drop', 'bar', 'passes', 'kept',
+                               'n_valid', 'calibration') if k in i8}
+    if 'methods' in i8: int8['methods'] = {m: v['agreement'] for m, v in i8['methods'].items()}
+    if 'excluded_nodes' in i8: int8['n_fp32_nodes'] = len(i8['excluded_nodes'])
+    return dict(task=meta['task'], arch=meta.get('arch'), classes=meta['classes'], input_size=meta['input'].get('size'),
+                threshold=meta['threshold'], default_variant=meta.get('default_variant', 'fp32'),
+                default_reason=meta.get('default_reason', 'bundle written before the INT8 agreement bar: FP32 by default'),
+                variants=[v for v, f in _VARIANT_FILES.items() if f in meta['files']], int8=int8 or None,
+                parity=meta.get('parity'), created=meta.get('created'))
+
+def bundle_info(bundle_dir, # a folder written by `export_bundle`
+                verify:bool=False, # also check the files' sha256 (slower on big models)
+               ) -> dict:
+    """What a bundle holds and which of its models runs by default, and why: the INT8 figures measured at export
+    (agreement with FP32 on the validation split, accuracy or Dice of both, the bar, the calibration). For
+    `defect-nb predict --info` and the service's `/models`."""
+    return _info(read_bundle(bundle_dir, verify))

@@ -6,7 +6,7 @@ Docs: https://defect-nb.github.io/defect_nb/serve.html.md"""
 
 # %% ../nbs/09_serve.ipynb #684a6900
 from __future__ import annotations
-import base64, hmac, json, os, unicodedata
+import base64, hmac, json, os, threading, unicodedata
 from pathlib import Path
 import numpy as np, cv2
 from fastapi import FastAPI, File, UploadFile, Request, Query, HTTPException
@@ -14,10 +14,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 import defect_nb
 from .core import ImageError, load_image, max_pixels
-from .inference import Predictor, BundleError, to_json
+from .inference import Predictor, BundleError, to_json, _info
 
 # %% auto #0
-__all__ = ['APIError', 'safe_name', 'BodyLimit', 'load_bundles', 'create_app', 'app_from_env']
+__all__ = ['APIError', 'safe_name', 'BodyLimit', 'upload_pixel_limit', 'load_bundles', 'create_app', 'app_from_env']
 
 # %% ../nbs/09_serve.ipynb #749481fb
 class APIError(HTTPException):
@@ -64,8 +64,16 @@ class BodyLimit:
         except Exception:
             if not state['refused']: raise                                 # after a 413 the app's complaint is moot
 
+def upload_pixel_limit(sides, # the input sides of the models served, pixels
+                      ) -> int:
+    """The default pixel limit of the service's uploads: (16 × the largest model input side)², at least 2048² = 4,194,304.
+    Every image is resized to the model's side, so 16 times that side in each direction is more detail than the model
+    ever sees; a 7,000 × 7,000 declaration is refused from its header. `DEFECT_NB_MAX_PIXELS`, when set, overrides it."""
+    if os.environ.get('DEFECT_NB_MAX_PIXELS'): return max_pixels()
+    return max(2048 ** 2, (16 * max(int(s) for s in sides)) ** 2)
+
 def load_bundles(bundles, # a bundle folder, a list of them, or a {name: folder} dict
-                 variant:str='fp32', # 'fp32' or 'int8'
+                 variant:str|None=None, # 'fp32', 'int8', or None: each bundle's default variant
                 ) -> dict:
     "Predictors by name from a folder, a list of folders, or a {name: folder} dict (name: the folder's name)."
     if isinstance(bundles, (str, os.PathLike)): bundles = [bundles]
@@ -76,13 +84,16 @@ def load_bundles(bundles, # a bundle folder, a list of them, or a {name: folder}
 # %% ../nbs/09_serve.ipynb #0613433b
 def create_app(bundles, # a bundle folder, a list of them, or {name: folder}
                max_bytes:int=20 * 2**20, # largest upload, bytes
-               pixel_limit:int|None=None, # largest image, pixels (default `core.max_pixels()`, 50 Mpx)
+               pixel_limit:int|None=None, # largest upload, pixels (default `upload_pixel_limit`: (16 × the largest model side)², at least 2048²)
                api_key:str|None=None, # when set, every request but /health needs header X-API-Key
-               variant:str='fp32', # 'fp32' or 'int8' models
+               variant:str|None=None, # 'fp32', 'int8', or None: each bundle's default variant (`bundle.json`)
+               decodes:int|None=None, # images decoded and predicted at once (default: CPU cores, 2 to 4); other requests wait
+               decode_wait:float=30, # seconds a request waits for its turn before a 503
               ) -> FastAPI:
     "The FastAPI app serving one or more bundles."
     models = load_bundles(bundles, variant); default = next(iter(models))
-    limit = pixel_limit or max_pixels()
+    limit = pixel_limit or upload_pixel_limit([p.inp['size'] for p in models.values()])
+    decodes = decodes or max(2, min(4, os.cpu_count() or 2)); gate = threading.BoundedSemaphore(decodes)
     app = FastAPI(title='defect_nb', version=defect_nb.__version__,
                   description='Visual defect inspection: POST an image, get the class (or mask), confidence and decision.')
 
@@ -113,6 +124,12 @@ def create_app(bundles, # a bundle folder, a list of them, or {name: folder}
         if name not in models: raise APIError(404, 'unknown_model', f"no model {name!r}; loaded: {', '.join(models)}")
         return models[name]
 
+    class _turn:                                                          # bounds the images in memory at once
+        def __enter__(self):
+            if not gate.acquire(timeout=decode_wait):
+                raise APIError(503, 'busy', f"{decodes} images are already being decoded; retry in a moment")
+        def __exit__(self, *a): gate.release()
+
     def read_image(file: UploadFile|None):
         if file is None: raise APIError(400, 'missing_file', "send the image as multipart form field 'file'")
         data = file.file.read(max_bytes + 1)
@@ -122,24 +139,24 @@ def create_app(bundles, # a bundle folder, a list of them, or {name: folder}
             raise APIError(413 if 'over the limit' in str(e) else 400, 'bad_image', str(e)) from None
 
     @app.get('/health')
-    def health(): return dict(status='ok', models=list(models), version=defect_nb.__version__)
+    def health(): return dict(status='ok', models=list(models), version=defect_nb.__version__,
+                              limits=dict(max_bytes=max_bytes, max_pixels=limit, decodes=decodes))
 
     @app.get('/models')
     def list_models():
         keys = ('task', 'classes', 'arch', 'input', 'threshold', 'negative_class', 'metrics', 'quantization', 'created')
-        return {n: dict({k: p.meta.get(k) for k in keys}, variant=p.variant, default=(n == default)) for n, p in models.items()}
+        return {n: dict({k: p.meta.get(k) for k in keys}, **_info(p.meta), variant=p.variant, default=(n == default)) for n, p in models.items()}
 
     @app.post('/predict')
     def predict(file: UploadFile|None = File(None), model: str|None = Query(None), threshold: float|None = Query(None, ge=0, le=1)):
-        p = pick(model); img = read_image(file)
-        return to_json(p.predict(img, filename=safe_name(file.filename), threshold=threshold))
+        p = pick(model)
+        with _turn(): img = read_image(file); return to_json(p.predict(img, filename=safe_name(file.filename), threshold=threshold))
 
     @app.post('/segment')
     def segment(file: UploadFile|None = File(None), model: str|None = Query(None), threshold: float|None = Query(None, ge=0, le=1)):
         p = pick(model)
         if p.task != 'segment': raise APIError(400, 'not_a_segmenter', f"model {model or default!r} is a classifier; use /predict")
-        img = read_image(file)
-        r = p.predict(img, filename=safe_name(file.filename), threshold=threshold)
+        with _turn(): img = read_image(file); r = p.predict(img, filename=safe_name(file.filename), threshold=threshold)
         rgb = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB) if img.ndim == 2 else img
         over = rgb.copy(); over[r['mask'] > 0] = (0.5 * over[r['mask'] > 0] + np.array([127, 0, 0])).astype(np.uint8)
         png = lambda a: base64.b64encode(cv2.imencode('.png', a)[1].tobytes()).decode()
@@ -149,7 +166,8 @@ def create_app(bundles, # a bundle folder, a list of them, or {name: folder}
     return app
 
 def app_from_env() -> FastAPI:
-    "App factory for `uvicorn --factory` (several workers): bundles from `DEFECT_NB_BUNDLES` (os.pathsep-separated)."
+    """App factory for `uvicorn --factory` (several workers): bundles from `DEFECT_NB_BUNDLES` (os.pathsep-separated), and
+    `DEFECT_NB_MAX_BYTES`, `DEFECT_NB_API_KEY`, `DEFECT_NB_VARIANT`, `DEFECT_NB_DECODES` for the arguments of `create_app`."""
     b = [p for p in os.environ.get('DEFECT_NB_BUNDLES', '').split(os.pathsep) if p]
     return create_app(b, int(os.environ.get('DEFECT_NB_MAX_BYTES', 20 * 2**20)), api_key=os.environ.get('DEFECT_NB_API_KEY') or None,
-                      variant=os.environ.get('DEFECT_NB_VARIANT', 'fp32'))
+                      variant=os.environ.get('DEFECT_NB_VARIANT') or None, decodes=int(os.environ.get('DEFECT_NB_DECODES') or 0) or None)

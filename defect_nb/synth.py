@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from .core import atomic_write, find_dataset, dataset_available, load_image
 
 # %% auto #0
-__all__ = ['CLASSES', 'synth_one', 'overlay_mask', 'synthesize']
+__all__ = ['CLASSES', 'DIFFICULTY', 'synth_one', 'overlay_mask', 'synthesize']
 
 # %% ../nbs/01_synth.ipynb #2935b136
 CLASSES = ['crazing', 'inclusion', 'patches', 'pitted_surface', 'rolled-in_scale', 'scratches', 'ok']
@@ -119,20 +119,39 @@ def _scratches(rng, size, img):
 _DEFECTS = dict(crazing=_crazing, inclusion=_inclusion, patches=_patches, pitted_surface=_pitted, **{'rolled-in_scale': _scale}, scratches=_scratches)
 
 # %% ../nbs/01_synth.ipynb #cb9f0698
+DIFFICULTY = {
+    'realistic': dict(faint_p=.1, min_visibility=0.),          # as drawn: one defect in ten faint, some hard to see when shrunk
+    'easy': dict(faint_p=0., min_visibility=18.),              # no faint defects; every defect visible at `visibility_size`
+}
+
+def _visibility(delta, mask, vs):
+    "Mean absolute intensity change over the defect's footprint once the image is shrunk to `vs` × `vs` (gray levels)."
+    d = cv2.resize(np.abs(delta).astype(np.float32), (vs, vs), interpolation=cv2.INTER_AREA)
+    m = cv2.resize(mask.astype(np.float32), (vs, vs), interpolation=cv2.INTER_AREA) > .5
+    if not m.any(): m = cv2.resize(mask.astype(np.float32), (vs, vs), interpolation=cv2.INTER_AREA) > 0
+    return float(d[m].mean()) if m.any() else 0.
+
 def synth_one(cls:str, # a defect class of `CLASSES`
               size:int=200, # side of the square image, pixels
               rng=None, # a numpy Generator, or a seed for one
-              faint_p:float=.1, # probability that the defect is drawn faint (45–65 % strength)
+              faint_p:float|None=None, # probability that the defect is drawn faint (45–65 % strength); None: the difficulty's
+              difficulty:str='realistic', # 'realistic' or 'easy' (see `DIFFICULTY`)
+              visibility_size:int=128, # the training size at which 'easy' defects must stay visible
              ) -> tuple: # (image uint8 H×W, mask uint8 H×W with 0/255)
     "Draw one steel image of class `cls` and its defect mask."
     if cls not in CLASSES: raise ValueError(f"unknown defect class {cls!r}; choose one of {', '.join(CLASSES)}")
     if size < 32: raise ValueError(f"size must be at least 32 pixels, got {size}")
+    if difficulty not in DIFFICULTY: raise ValueError(f"unknown difficulty {difficulty!r}; choose {', '.join(DIFFICULTY)}")
+    d = DIFFICULTY[difficulty]; faint_p = d['faint_p'] if faint_p is None else faint_p
     rng = np.random.default_rng(rng)
     img = _background(rng, size)
     mask = np.zeros((size, size), bool)
     if cls != 'ok':
         delta, mask = _DEFECTS[cls](rng, size, img)
         strength = rng.uniform(.45, .65) if rng.random() < faint_p else rng.uniform(.8, 1.15)
+        if d['min_visibility']:                                # the visibility floor: raise the strength, never the footprint
+            v = _visibility(delta * strength, mask, min(visibility_size, size))
+            if 0 < v < d['min_visibility']: strength *= d['min_visibility'] / v
         img = img + delta * strength
     contrast = rng.uniform(.7, 1.3); img = (img - img.mean()) * contrast + img.mean()
     img = img + rng.standard_normal((size, size)).astype(np.float32) * rng.uniform(1.5, 5)
@@ -157,6 +176,8 @@ def synthesize(out_dir, # folder to write into
                size:int=200, # side of each square image, pixels
                seed:int=0, # the dataset's seed
                classes=None, # a subset of `CLASSES` (default: all seven)
+               difficulty:str='realistic', # 'realistic' or 'easy' (see `DIFFICULTY`)
+               ok_share:float|None=None, # share of `ok` images in the set (e.g. 0.5); None: `n_per_class` of them like any class
                overwrite:bool=False, # replace a dataset made with other parameters
                progress:bool=True, # show a progress bar
               ) -> pd.DataFrame: # the rows of labels.csv
@@ -166,7 +187,14 @@ def synthesize(out_dir, # folder to write into
     if bad: raise ValueError(f"unknown defect class {bad[0]!r}; choose from {', '.join(CLASSES)}")
     if n_per_class < 1: raise ValueError(f"n_per_class must be at least 1, got {n_per_class}")
     if size < 32: raise ValueError(f"size must be at least 32 pixels, got {size}")
+    if difficulty not in DIFFICULTY: raise ValueError(f"unknown difficulty {difficulty!r}; choose {', '.join(DIFFICULTY)}")
+    if ok_share is not None and not 0 <= ok_share < 1: raise ValueError(f"ok_share must be in [0, 1), got {ok_share}")
     out = Path(out_dir); params = dict(n_per_class=n_per_class, size=size, seed=seed, classes=classes, version=1)
+    if difficulty != 'realistic': params['difficulty'] = difficulty          # recorded only when not the default, so
+    if ok_share is not None: params['ok_share'] = ok_share                   # existing datasets are still recognised
+    n_def = sum(c != 'ok' for c in classes)
+    n_of = {c: n_per_class for c in classes}
+    if ok_share is not None and 'ok' in classes: n_of['ok'] = int(round(ok_share / (1 - ok_share) * n_per_class * max(1, n_def)))
     meta = out/'synth.json'
     if meta.exists() and json.loads(meta.read_text()) == params and (out/'labels.csv').exists(): return _table(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
@@ -174,9 +202,9 @@ def synthesize(out_dir, # folder to write into
         raise FileExistsError(f"{out} already holds {what}; choose another folder or pass overwrite=True (--overwrite) to replace it")
     if meta.exists(): meta.unlink()
     rows = []
-    jobs = [(ci, c, i) for ci, c in enumerate(CLASSES) if c in classes for i in range(n_per_class)]
+    jobs = [(ci, c, i) for ci, c in enumerate(CLASSES) if c in classes for i in range(n_of[c])]
     for ci, c, i in tqdm(jobs, desc='synthesize', disable=not progress, unit='img'):
-        img, mask = synth_one(c, size, np.random.default_rng([seed, ci, i]))
+        img, mask = synth_one(c, size, np.random.default_rng([seed, ci, i]), difficulty=difficulty)
         rel_img, rel_mask = f'images/{c}/{c}_{i:04d}.png', f'masks/{c}/{c}_{i:04d}.png'
         atomic_write(out/rel_img, cv2.imencode('.png', img)[1].tobytes(), durable=False)   # synth.json, written last and
         atomic_write(out/rel_mask, cv2.imencode('.png', mask)[1].tobytes(), durable=False)  # durably, marks a finished set

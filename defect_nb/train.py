@@ -164,7 +164,8 @@ def _save_split(table, out):
 
 def _loaders(table, task, size, bs, clahe, aug, oversample, num_workers, seed, device):
     "A run's DataLoaders on its device (training and resuming build them alike): (dls, device)."
-    kw = dict(clahe=clahe, batch_tfms=augmentations() if aug else [], num_workers=num_workers, seed=seed)
+    tfms = augmentations(**aug) if isinstance(aug, dict) else (augmentations() if aug else [])
+    kw = dict(clahe=clahe, batch_tfms=tfms, num_workers=num_workers, seed=seed)
     if task == 'classify': dls = classify_dls(table, size, bs, oversample=oversample, **kw)
     else:
         if oversample: raise RunError("oversample is for classification; for segmentation use loss='ce_dice' or class_weights")
@@ -299,7 +300,7 @@ def train(data, # a split table, a dataset path, or 'elpv'
           test_pct:float=0.2, # fraction of all images held out for test
           split_file=None, # a split CSV to read (or write); default beside the data
           labels:str='binary', # ELPV: 'binary' or '4class'
-          aug:bool=True, # flips, rotations, lighting, blur/noise
+          aug=True, # flips, rotations, lighting, blur/noise; False for none; or a dict of `augmentations` arguments
           clahe:bool=False, # CLAHE preprocessing
           class_weights=None, # None, 'balanced' or a list: loss weights per class
           oversample:bool=False, # sample rare classes more often (classification)
