@@ -44,3 +44,22 @@ def test_export_bench_smoke(tmp_path):
     run([ROOT / 'bench' / 'export_bench.py', '--smoke', '--work', tmp_path / 'work', '--out', tmp_path / 'res'])
     r = json.loads((tmp_path / 'res' / 'export_smoke.json').read_text())
     assert r['service']['errors'] == 0 and 'onnx_int8_static' in r['variants']
+
+
+def test_recipe_benchmarks_smoke(tmp_path):
+    "The frozen-feature sweep, the fine-tuning ablation, cross-validation and the speed table run end to end in smoke mode."
+    from conftest import real_dataset
+    real_dataset('neu-det')
+    env_out = ['--work', tmp_path / 'work', '--out', tmp_path / 'res']
+    run([ROOT / 'bench' / 'probe_sweep.py', 'neu', '--smoke', '--settings', 'lite0:64:none,lite0:64:hflip', *env_out])
+    s = json.loads((tmp_path / 'res' / 'smoke' / 'probe_sweep_neu.json').read_text())
+    assert [r['tta'] for r in s['rows']] == ['none', 'hflip'] and all(0 <= r['test_accuracy'] <= 1 for r in s['rows'])
+    run([ROOT / 'bench' / 'ablation.py', 'synth-cls', '--smoke', *env_out])
+    ab = json.loads((tmp_path / 'res' / 'smoke' / 'ablation_synth-cls.json').read_text())
+    assert [r['method'] for r in ab['rows']] == ['fastai', 'fastai', 'features', 'finetune']
+    run([ROOT / 'bench' / 'real_bench.py', 'neu', '--smoke', '--cv', '2', *env_out])
+    cv = json.loads((tmp_path / 'res' / 'smoke' / 'neu.json').read_text())['cv']
+    assert cv['k'] == 2 and len(cv['accuracies']) == 2 and cv['min'] <= cv['mean']
+    run([ROOT / 'bench' / 'speed.py', '--smoke', '--out', tmp_path / 'res'])
+    sp = json.loads((tmp_path / 'res' / 'smoke' / 'speed.json').read_text())
+    assert {r['tta'] for r in sp['rows']} == {'none', 'hflip'} and all(r['infer_onnx_img_s'] > 0 for r in sp['rows'])

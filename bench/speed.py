@@ -1,0 +1,55 @@
+"""Speed of the offline backbones on this machine: training and inference images/s, classifier and U-Net encoder, and
+the cost of test-time views.
+
+    python bench/speed.py [--smoke]
+
+Random images (speed does not depend on content); torch threads as the machine gives them. Training = forward +
+backward + SGD step at batch 16 on the whole network; inference = `torch.inference_mode` at batch 32, PyTorch FP32 and
+the exported ONNX FP32 (onnxruntime). Writes bench/results/speed.json and speed.md.
+"""
+import argparse, json, sys, time, tempfile
+from pathlib import Path
+import numpy as np, pandas as pd, torch
+sys.path.insert(0, str(Path(__file__).parent))
+from real_bench import machine, RESULTS
+
+def rate(f, n, reps):
+    f(); t = time.perf_counter()
+    for _ in range(reps): f()
+    return n * reps / (time.perf_counter() - t)
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--smoke', action='store_true'); ap.add_argument('--out', default=str(RESULTS)); a = ap.parse_args()
+    from defect_nb.models import build_model
+    from defect_nb.export import to_onnx, ort_session
+    reps = 1 if a.smoke else 3; rows = []
+    cases = [('probe', dict(backbone=b, tta=t), s, 'classify') for b, s in [('efficientnet_lite0', 224), ('efficientnet_lite1', 240), ('efficientnet_lite2', 260)]
+             for t in ['none', 'hflip', 'dihedral']] + \
+            [('unet_lite0', dict(encoder=b), 192, 'segment') for b in ('efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2')]
+    if a.smoke: cases = [cases[0], cases[1], cases[-3]]
+    for arch, opts, size, task in cases:
+        size = 64 if a.smoke else size
+        m, _, info = build_model(arch, 2, task, pretrained=False, **opts)
+        row = dict(arch=arch, backbone=opts.get('backbone', opts.get('encoder')), tta=opts.get('tta', 'none'), size=size, params_M=round(info['params'] / 1e6, 2))
+        if opts.get('tta', 'none') == 'none':                       # training speed: views do not train
+            m.train(); opt = torch.optim.SGD(m.parameters(), lr=1e-3); x = torch.randn(16, 3, size, size)
+            y = torch.randint(0, 2, (16,) if task == 'classify' else (16, size, size))
+            def step():
+                opt.zero_grad(); out = m(x); torch.nn.functional.cross_entropy(out, y).backward(); opt.step()
+            row['train_img_s'] = round(rate(step, 16, reps), 1)
+        m.eval(); x = torch.randn(32, 3, size, size)
+        with torch.inference_mode(): row['infer_torch_img_s'] = round(rate(lambda: m(x), 32, reps), 1)
+        p = Path(tempfile.mkdtemp()) / 'm.onnx'; to_onnx(m, p, size); s = ort_session(p); xn = x.numpy()
+        row['infer_onnx_img_s'] = round(rate(lambda: s.run(None, {'input': xn}), 32, reps), 1)
+        row['infer_onnx_b1_ms'] = round(1000 / rate(lambda: s.run(None, {'input': xn[:1]}), 1, reps * 5), 1)
+        rows.append(row); print(row, flush=True)
+    res = dict(rows=rows, machine=machine(), smoke=a.smoke, command='python bench/speed.py' + (' --smoke' if a.smoke else ''))
+    out = Path(a.out) / ('smoke' if a.smoke else ''); out.mkdir(parents=True, exist_ok=True)
+    (out / 'speed.json').write_text(json.dumps(res, indent=2))
+    md = ['| model | backbone | test-time views | px | M params | train img/s | PyTorch img/s | ONNX img/s (batch 32) | ONNX ms (batch 1) |', '|---|---|---|---|---|---|---|---|---|']
+    md += [f"| {r['arch']} | {r['backbone']} | {r['tta']} | {r['size']} | {r['params_M']} | {r.get('train_img_s', '—')} | {r['infer_torch_img_s']} | {r['infer_onnx_img_s']} | {r['infer_onnx_b1_ms']} |" for r in rows]
+    (out / 'speed.md').write_text('\n'.join(md) + f"\n\n{res['machine']['cores']} CPU cores, torch {res['machine']['torch']}, onnxruntime {res['machine']['onnxruntime']}. Command: `{res['command']}`\n")
+    print('\n'.join(md))
+
+if __name__ == '__main__': main()
