@@ -282,6 +282,22 @@ class Evaluation:
 
 def _images(rows): return [load_image(p) for p in rows.image]
 
+def _cached_probe_probs(model, cfg, rows, epoch, progress):
+    "A frozen-feature run's probabilities from the feature cache (its body is the untouched backbone); None when that does not hold."
+    if cfg.get('arch') != 'probe' or cfg.get('method') != 'features' or epoch not in ('best', 'last', 1): return None
+    from defect_nb.features import FeatureExtractor
+    o, pre = cfg['options'], cfg['preprocess']
+    try: fx = FeatureExtractor(o['backbone'], pre['size'], o.get('tta', 'none'), pre.get('clahe', False))
+    except Exception: return None
+    if fx.settings['key'] != cfg.get('head', {}).get('feature_key'): return None       # other weights or versions: run the model
+    f = torch.from_numpy(fx(list(rows.image), progress))
+    with torch.no_grad(): return F.softmax(model.cpu().head(f), 1).numpy()
+
+def _classify(model, cfg, rows, epoch, bs, device, progress):
+    "Class probabilities of a split's rows: from the feature cache for a frozen-feature run, else through the model."
+    p = _cached_probe_probs(model, cfg, rows, epoch, progress)
+    return p if p is not None else predict_images(model, _images(rows), cfg['preprocess'], 'classify', bs, device, progress)
+
 def _true_masks(rows, size):
     mr = MaskReader(size)
     return np.stack([mr(r) for r in rows.to_dict('records')])
@@ -305,7 +321,7 @@ def evaluate(run, # a run folder
     files = []
     out = lambda name: (run/name) if save else None
     if cfg['task'] == 'classify':
-        probs = predict_images(model, _images(rows), pre, 'classify', bs, device, progress)
+        probs = _classify(model, cfg, rows, epoch, bs, device, progress)
         unknown = sorted(set(rows.label) - set(classes))
         if unknown: raise DataError(f"the {split} split has labels the model does not know: {unknown}")
         y = np.array([classes.index(l) for l in rows.label])
@@ -317,7 +333,7 @@ def evaluate(run, # a run folder
             m['by_' + group_by] = {str(g): float((r.pred == r.label).mean()) for g, r in rows.groupby(group_by)}
         if negative_class(classes) is not None:
             vrows = run_table(run, 'valid').reset_index(drop=True) if split != 'valid' else rows
-            vprobs = probs if split == 'valid' else predict_images(model, _images(vrows), pre, 'classify', bs, device, False)
+            vprobs = probs if split == 'valid' else _classify(model, cfg, vrows, epoch, bs, device, False)
             neg = negative_class(classes)
             vt = threshold_table(defect_scores(vprobs, classes), (vrows.label != neg).to_numpy(), cost_fn, cost_fp, defect_rate=defect_rate)
             thr = best_threshold(vt)

@@ -332,7 +332,6 @@ def export_bundle(run, # a run folder
             int8 = _make_int8(run, cfg, tmp/'model.onnx', tmp/'model.int8.onnx', quantize_mode, calib_n, calib_methods, bar, valid_n, seed)
             int8['kept'] = int8['passes'] or keep_int8
             if int8['kept']: files.append('model.int8.onnx')
-            else: os.remove(tmp/'model.int8.onnx')
         reports = {}
         if report:
             x = model_inputs([load_image(p) for p in rows.image], pre)
@@ -352,12 +351,13 @@ def export_bundle(run, # a run folder
                                            b1_p95_ms=1000 * float(np.percentile(torch_t, 95)), batch=len(xb), batch_img_s=len(xb) / tb)
             reports['onnx_fp32'] = dict(file='model.onnx', mb=os.path.getsize(tmp/'model.onnx') / 2**20, **quality(p32, rows, cfg),
                                         agreement=1.0, **speed(s32, x[:1], xb))
-            if 'model.int8.onnx' in files:
+            if quantize_mode:                                                    # measured even when it is not kept
                 s8 = ort_session(tmp/'model.int8.onnx'); p8 = _predict(s8, x)
-                reports[f'onnx_int8_{quantize_mode}'] = dict(file='model.int8.onnx', mb=os.path.getsize(tmp/'model.int8.onnx') / 2**20,
+                reports[f'onnx_int8_{quantize_mode}'] = dict(file='model.int8.onnx' if int8['kept'] else None, default=int8['passes'], mb=os.path.getsize(tmp/'model.int8.onnx') / 2**20,
                                                              **quality(p8, rows, cfg), agreement=agreement(p32, p8), method=int8.get('method'),
                                                              max_abs_diff=float(np.abs(p8 - p32).max()), **speed(s8, x[:1], xb))
             for r in reports.values(): r.update(n_images=int(len(rows)))
+        if int8 and not int8['kept']: os.remove(tmp/'model.int8.onnx')
         thr_file, met_file = run/'threshold.json', run/'metrics.json'
         thr = json.loads(thr_file.read_text()) if thr_file.exists() else {}
         classes = cfg['classes']

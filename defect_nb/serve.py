@@ -6,7 +6,7 @@ Docs: https://defect-nb.github.io/defect_nb/serve.html.md"""
 
 # %% ../nbs/09_serve.ipynb #684a6900
 from __future__ import annotations
-import base64, hmac, json, os, threading, unicodedata
+import base64, ctypes, ctypes.util, hmac, json, os, threading, unicodedata
 from pathlib import Path
 import numpy as np, cv2
 from fastapi import FastAPI, File, UploadFile, Request, Query, HTTPException
@@ -63,6 +63,13 @@ class BodyLimit:
         try: await self.app(scope, guarded_receive, guarded_send)
         except Exception:
             if not state['refused']: raise                                 # after a 413 the app's complaint is moot
+
+try: _libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
+except OSError: _libc = None
+
+def _trim():
+    "Give freed heap memory back to the OS: glibc keeps it in per-thread arenas, so each pool thread that once decoded a large image would keep its peak."
+    if _libc is not None and hasattr(_libc, 'malloc_trim'): _libc.malloc_trim(0)
 
 def upload_pixel_limit(sides, # the input sides of the models served, pixels
                       ) -> int:
@@ -128,7 +135,7 @@ def create_app(bundles, # a bundle folder, a list of them, or {name: folder}
         def __enter__(self):
             if not gate.acquire(timeout=decode_wait):
                 raise APIError(503, 'busy', f"{decodes} images are already being decoded; retry in a moment")
-        def __exit__(self, *a): gate.release()
+        def __exit__(self, *a): _trim(); gate.release()
 
     def read_image(file: UploadFile|None):
         if file is None: raise APIError(400, 'missing_file', "send the image as multipart form field 'file'")
@@ -150,18 +157,22 @@ def create_app(bundles, # a bundle folder, a list of them, or {name: folder}
     @app.post('/predict')
     def predict(file: UploadFile|None = File(None), model: str|None = Query(None), threshold: float|None = Query(None, ge=0, le=1)):
         p = pick(model)
-        with _turn(): img = read_image(file); return to_json(p.predict(img, filename=safe_name(file.filename), threshold=threshold))
+        with _turn(): r = to_json(p.predict(read_image(file), filename=safe_name(file.filename), threshold=threshold))
+        return r
 
     @app.post('/segment')
     def segment(file: UploadFile|None = File(None), model: str|None = Query(None), threshold: float|None = Query(None, ge=0, le=1)):
         p = pick(model)
         if p.task != 'segment': raise APIError(400, 'not_a_segmenter', f"model {model or default!r} is a classifier; use /predict")
-        with _turn(): img = read_image(file); r = p.predict(img, filename=safe_name(file.filename), threshold=threshold)
-        rgb = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB) if img.ndim == 2 else img
-        over = rgb.copy(); over[r['mask'] > 0] = (0.5 * over[r['mask'] > 0] + np.array([127, 0, 0])).astype(np.uint8)
         png = lambda a: base64.b64encode(cv2.imencode('.png', a)[1].tobytes()).decode()
-        out = {k: v for k, v in to_json(r).items() if k != 'mask_rle'}
-        return dict(out, mask_png=png(r['mask'] * 255), overlay_png=png(cv2.cvtColor(over, cv2.COLOR_RGB2BGR)))
+        with _turn():
+            img = read_image(file); r = p.predict(img, filename=safe_name(file.filename), threshold=threshold)
+            rgb = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB) if img.ndim == 2 else img
+            over = rgb.copy(); over[r['mask'] > 0] = (0.5 * over[r['mask'] > 0] + np.array([127, 0, 0])).astype(np.uint8)
+            out = dict({k: v for k, v in to_json(r).items() if k != 'mask_rle'}, mask_png=png(r['mask'] * 255),
+                       overlay_png=png(cv2.cvtColor(over, cv2.COLOR_RGB2BGR)))
+            del img, r, rgb, over                                          # freed before the trim
+        return out
 
     return app
 

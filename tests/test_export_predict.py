@@ -39,7 +39,7 @@ def test_predict_folder_skips_bad_files(cli, bundle, tmp_path):
     f = tmp_path / 'in'; f.mkdir()
     for p in run_table(run, 'test').image[:3]: shutil.copy(p, f)
     (f / 'text.png').write_text('hello'); (f / 'empty.jpg').write_bytes(b'')
-    r = cli('predict', '--model', b, '--folder', f, '--out', 'res.csv', '--variant', 'int8')
+    r = cli('predict', '--model', b, '--folder', f, '--out', 'res.csv')
     assert r.returncode == 1, r.stderr[-1500:]
     assert r.stderr.count('skipped') == 2 and 'is empty' in r.stderr and 'is not an image' in r.stderr
     t = pd.read_csv(tmp_path / 'res.csv')

@@ -83,3 +83,15 @@ def test_cli_default_says_what_it_picked(cli, synth_small, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert 'method features: frozen efficientnet_lite0 features at' in r.stdout and 'budget' in r.stdout
     assert load_config(tmp_path / 'runs' / 'auto')['method'] == 'features'
+
+
+def test_evaluate_from_the_cache_matches_the_model(table, tmp_path):
+    "A frozen-feature run is evaluated from cached features; the probabilities are the model's own, to float precision."
+    from defect_nb.evaluate import evaluate, predict_images, run_table
+    from defect_nb.core import load_image
+    r = train_classifier(table, method='features', size=48, tta='hflip', out=tmp_path / 'f', progress=False)
+    ev = evaluate(r.path, 'test', progress=False, save=False)
+    rows = run_table(r.path, 'test')
+    p = predict_images(load_model(r.path), [load_image(x) for x in rows.image], r.config['preprocess'])
+    cls = r.config['classes']
+    np.testing.assert_allclose(ev.table[[f'p_{c}' for c in cls]].to_numpy(), p, atol=1e-4)
