@@ -70,28 +70,35 @@ def main():
         train_classifier(data, epochs=epochs, size=size, out=run, overwrite=True, progress=False, seed=42)
         train_s = time.perf_counter() - t
     ev = evaluate(run, progress=False)
-    rows = {}
+    rows, int8, defaults = {}, {}, {}
     for mode in ('static', 'dynamic'):
-        m = export_bundle(run, work / f'bundle-{mode}', quantize_mode=mode, overwrite=True, report_n=40 if a.smoke else None)
-        rows.update(m['report'])
+        m = export_bundle(run, work / f'bundle-{mode}', quantize_mode=mode, overwrite=True, report_n=40 if a.smoke else None, keep_int8=True)
+        rows.update(m['report']); defaults[mode] = m['default_variant']; int8[mode] = {k: v for k, v in m['int8'].items() if k != 'search'}
     img = Path(run_table(run, 'test').image.iloc[0]).read_bytes()
-    svc = service_bench(work / 'bundle-static', nreq, 8, img)
-    res = dict(dataset=name, arch='efficientnet_lite0', size=size, epochs=f"1 frozen + {epochs}", train_seconds=round(train_s, 1),
-               test_accuracy=ev.metrics['accuracy'], n_test=ev.metrics['n'], variants=rows, service=svc, machine=machine(),
+    svc = service_bench(work / 'bundle-static', nreq, 8, img); svc['variant'] = defaults['static']
+    cfg = load_config(run); method = cfg.get('method', 'fastai')
+    res = dict(dataset=name, arch=cfg['arch'], method=method, options=cfg.get('options'), size=size,
+               epochs='frozen features + fitted head' if method == 'features' else f"1 frozen + {epochs}", train_seconds=round(train_s, 1),
+               test_accuracy=ev.metrics['accuracy'], n_test=ev.metrics['n'], variants=rows, int8=int8, service=svc, machine=machine(),
                command='python bench/export_bench.py' + (' --smoke' if a.smoke else f' --data {a.data} --epochs {epochs}'))
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     stem = 'export_smoke' if a.smoke else 'export'
     (out / f'{stem}.json').write_text(json.dumps(res, indent=2, default=float))
     pt = rows['pytorch_fp32']
-    lines = [f"Default classifier (EfficientNet-Lite0, {size} px) on {name}, trained {res['epochs']} epochs in {train_s:.0f} s (epoch time as recorded in history.csv when reused); "
+    lines = [f"Default classifier ({res['arch']}, method {method}, {size} px) on {name}, trained ({res['epochs']}) in {train_s:.0f} s (epoch time as recorded in history.csv when reused); "
              f"{res['n_test']} test images. Machine: {res['machine']['cores']} CPU cores, torch {res['machine']['torch']}, "
              f"onnxruntime {res['machine']['onnxruntime']}.", '',
-             '| model | file MB | test accuracy | agreement with FP32 | batch 1 img/s | p50 ms | p95 ms | batch 32 img/s | × PyTorch (batch 32) |',
-             '|---|---|---|---|---|---|---|---|---|']
+             '| model | INT8 method | file MB | test accuracy | agreement with FP32 (test) | valid agreement (bar 0.99) | INT8 is the default | batch 1 img/s | p50 ms | p95 ms | batch 32 img/s | × PyTorch (batch 32) |',
+             '|---|---|---|---|---|---|---|---|---|---|---|---|']
     for k, v in rows.items():
-        lines.append(f"| {k} | {v.get('mb', float('nan')):.1f} | {v['accuracy']:.4f} | {v.get('agreement', 1):.4f} | {v['b1_img_s']:.1f} | "
+        i8 = int8.get(k.rsplit('_', 1)[-1]) if k.startswith('onnx_int8') else None
+        method = f"{i8['method']}, {len(i8.get('excluded_nodes', []))} nodes FP32" if i8 and i8['mode'] == 'static' else i8['method'] if i8 else '—'
+        valid = f"{i8['agreement']:.4f}" if i8 else '1.0000' if k == 'onnx_fp32' else '—'
+        default = ('yes' if i8['passes'] else 'no: FP32') if i8 else '—'
+        lines.append(f"| {k} | {method} | {v.get('mb', float('nan')):.1f} | {v['accuracy']:.4f} | {v.get('agreement', 1):.4f} | {valid} | {default} | {v['b1_img_s']:.1f} | "
                      f"{v['b1_p50_ms']:.1f} | {v['b1_p95_ms']:.1f} | {v['batch_img_s']:.1f} | {v['batch_img_s'] / pt['batch_img_s']:.2f} |")
-    lines += ['', f"Service (`defect-nb serve`, 1 worker, FP32 model of the bundle) under {svc['requests']} `/predict` requests at concurrency "
+    lines += ['', *(f"INT8 {mode}: {v['reason']}." for mode, v in int8.items())]
+    lines += ['', f"Service (`defect-nb serve`, 1 worker, the bundle's default variant: {svc['variant'].upper()}) under {svc['requests']} `/predict` requests at concurrency "
               f"{svc['concurrency']} on 127.0.0.1: {svc['rps']:.1f} requests/s, p50 {svc['p50_ms']:.0f} ms, p99 {svc['p99_ms']:.0f} ms, {svc['errors']} errors.",
               '', f"Command: `{res['command']}`"]
     (out / f'{stem}.md').write_text('\n'.join(lines) + '\n')

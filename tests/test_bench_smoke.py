@@ -44,6 +44,18 @@ def test_export_bench_smoke(tmp_path):
     run([ROOT / 'bench' / 'export_bench.py', '--smoke', '--work', tmp_path / 'work', '--out', tmp_path / 'res'])
     r = json.loads((tmp_path / 'res' / 'export_smoke.json').read_text())
     assert r['service']['errors'] == 0 and 'onnx_int8_static' in r['variants']
+    assert all(0 <= v.get('agreement', 1) <= 1 for v in r['variants'].values())
+    assert r['int8']['static']['method'] in ('minmax', 'percentile', 'entropy') and r['int8']['dynamic']['method'] == 'dynamic'
+    assert 'INT8 method' in (tmp_path / 'res' / 'export_smoke.md').read_text()
+
+
+def test_int8_methods_smoke(tmp_path):
+    "onnxruntime's quantiser vs NNCF, each run by onnxruntime and OpenVINO (both optional: measured, not shipped)."
+    pytest.importorskip('nncf'); pytest.importorskip('openvino')
+    run([ROOT / 'bench' / 'int8_methods.py', '--smoke', '--work', tmp_path / 'work', '--out', tmp_path / 'res'])
+    r = json.loads((tmp_path / 'res' / 'int8_methods_smoke.json').read_text())
+    assert {v['method'] for v in r['rows'].values()} == {'fp32', 'ort_int8', 'nncf_int8', 'nncf_int8_accuracy_control'}
+    assert all(0 <= v['valid_agreement'] <= 1 and v['b1_img_s'] > 0 for v in r['rows'].values())
 
 
 def test_recipe_benchmarks_smoke(tmp_path):
