@@ -23,11 +23,14 @@ __all__ = ['list_runs', 'list_bundles', 'default_threshold', 'read_upload', 'get
 # %% ../nbs/10_dashboard.ipynb #e46fbf48
 def list_runs(root='runs', # a folder of run folders
              ) -> list:
-    "Run folders under `root` (those with a config.json and at least one epoch checkpoint), newest first."
+    "Run folders under `root` (those with a config.json and at least one epoch checkpoint): classifiers first, newest first."
     root = Path(root)
     if not root.is_dir(): return []
     runs = [p for p in root.iterdir() if (p/'config.json').exists() and list_epochs(p)]
-    return sorted(runs, key=lambda p: -p.stat().st_mtime)
+    def task(p):
+        try: return load_config(p).get('task')
+        except Exception: return None
+    return sorted(runs, key=lambda p: (task(p) != 'classify', -p.stat().st_mtime))
 
 def list_bundles(root=None, # a folder of bundle folders (None: no bundles)
                 ) -> list:

@@ -79,6 +79,8 @@ def plot_history(history:pd.DataFrame, # a run's history.csv as a table
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4))
     for c in ('train_loss', 'valid_loss'):
         if c in history: a.plot(history.epoch, history[c], marker='o', label=c)
+    from matplotlib.ticker import MaxNLocator
+    for ax in (a, b): ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # epochs are whole numbers
     a.set_xlabel('epoch'); a.set_title('loss'); a.legend()
     mets = [c for c in history.columns if c not in ('epoch', 'phase', 'train_loss', 'valid_loss', 'time', 'seconds')]
     for c in mets: b.plot(history.epoch, history[c], marker='o', label=c)
@@ -153,6 +155,10 @@ def _as_table(data, source, seed, valid_pct, test_pct, split_file, labels):
         return data if 'split' in data and data.split.notna().all() else make_split(data, seed, valid_pct, test_pct, split_file)
     kw = dict(labels=labels, verbose=False) if (source == 'elpv' or str(data) == 'elpv') else {}
     return make_split(load_table(data, source, **kw), seed, valid_pct, test_pct, split_file)
+
+def _abs(p):
+    "An existing path made absolute (a run is read from other folders: the dashboard, a service); anything else as it is."
+    return str(Path(p).resolve()) if p is not None and Path(str(p)).exists() else p
 
 def _save_split(table, out):
     "The run's own images and splits (it may use a subset of a dataset's split file), so the run can be re-read and resumed."
@@ -256,7 +262,7 @@ def _train_probe(data, method, backbone, epochs, size, budget, bs, lr, out, over
     opts = dict(backbone=backbone, tta=tta, hidden=hidden)
     config = dict(task='classify', arch='probe', options=opts, n_out=len(classes), n_in=3, classes=classes, loss='ce',
                   class_weights=class_weights, pretrained=True, params=sum(p.numel() for p in net.parameters()), preprocess=pre,
-                  source=source_name, data_root=table.attrs.get('path', table.attrs.get('root')), split_file=split_file,
+                  source=source_name, data_root=_abs(table.attrs.get('path', table.attrs.get('root'))), split_file=_abs(split_file),
                   dataset_split_file=table.attrs.get('split_file'), seed=seed, method=method, epochs=epochs if method == 'finetune' else 0,
                   freeze_epochs=1, lr=None, bs=bs or 32, aug=aug if method == 'finetune' else False, oversample=False,
                   monitor='valid_loss', early_stop=early_stop if method == 'finetune' else None, gamma=2.0, alpha=None,
@@ -347,7 +353,7 @@ def train(data, # a split table, a dataset path, or 'elpv'
     config = dict(task=task, arch=arch, options=learn.model_info['options'], n_out=learn.model_info['n_out'], n_in=learn.model_info['n_in'],
                   classes=learn.model_info['classes'], loss=learn.model_info['loss'], class_weights=learn.model_info['class_weights'],
                   pretrained=learn.model_info['pretrained'], params=learn.model_info['params'], preprocess=dls.preprocess,
-                  source=source_name, data_root=table.attrs.get('path', table.attrs.get('root')), split_file=split_file,
+                  source=source_name, data_root=_abs(table.attrs.get('path', table.attrs.get('root'))), split_file=_abs(split_file),
                   dataset_split_file=table.attrs.get('split_file'),
                   seed=seed, epochs=epochs, freeze_epochs=freeze_epochs if learn.model_info['pretrained'] else 0, lr=lr, bs=bs,
                   aug=aug, oversample=oversample, monitor=monitor, early_stop=early_stop, gamma=learn.model_info['gamma'],

@@ -31,7 +31,7 @@ def runs(tmp_path_factory):
     from defect_nb.evaluate import evaluate
     d = tmp_path_factory.mktemp('dash')
     synthesize(d / 'syn', 6, 96, seed=0, progress=False)
-    rc = train_classifier(d / 'syn', epochs=1, size=64, bs=16, out=d / 'runs' / 'cls', num_workers=0, progress=False)
+    rc = train_classifier(d / 'syn', method='finetune', epochs=1, size=64, bs=16, out=d / 'runs' / 'cls', num_workers=0, progress=False)
     evaluate(rc.path, progress=False)
     train_segmenter(d / 'syn', 'unet_tiny', epochs=2, size=64, lr=1e-2, out=d / 'runs' / 'seg', num_workers=0, progress=False)
     cv2.imwrite(str(d / 'scratch.png'), synth_one('scratches', 96, 5)[0])
