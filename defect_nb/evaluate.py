@@ -291,7 +291,8 @@ def _cached_probe_probs(model, cfg, rows, epoch, progress):
     except Exception: return None
     if fx.settings['key'] != cfg.get('head', {}).get('feature_key'): return None       # other weights or versions: run the model
     f = torch.from_numpy(fx(list(rows.image), progress))
-    with torch.no_grad(): return F.softmax(model.cpu().head(f), 1).numpy()
+    with torch.no_grad(): p = F.softmax(model.cpu().head(f).double(), 1).numpy()
+    return p / p.sum(1, keepdims=True)
 
 def _classify(model, cfg, rows, epoch, bs, device, progress):
     "Class probabilities of a split's rows: from the feature cache for a frozen-feature run, else through the model."
