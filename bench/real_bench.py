@@ -27,7 +27,7 @@ RECIPES = {
                 anchors=[('AECLBP + SVM (Song & Yan 2013)', 'accuracy', 0.9893), ('TL-ResNet50 (Appl. Sci. 2023)', 'accuracy', 0.994),
                          ('EfficientNet-B0, 5-fold (reported)', 'accuracy', 0.9948)],
                 goal=('accuracy', 0.997)),
-    'elpv': dict(title='ELPV solar cells, 4-class and binary', task='classify', arch='efficientnet_lite0', size=300, tta='hflip', epochs=3, bs=32,
+    'elpv': dict(title='ELPV solar cells, 4-class and binary', task='classify', arch='efficientnet_lite0', size=300, tta='none', epochs=3, bs=32,
                  protocol='Deitsch et al. 2019: 75/25 train/test stratified by defect probability × type (seed 42); validation = 10% '
                           'of all images from the training part; one 4-class model, binary = P(p67) + P(p100) > 0.5',
                  anchors=[('VGG19 CNN, binary (Deitsch 2019)', 'binary_accuracy', 0.8842), ('SVM, binary (Deitsch 2019)', 'binary_accuracy', 0.8244),
