@@ -21,9 +21,11 @@ def ort_run(path):
     s = ort_session(path, THREADS); return lambda x: s.run(None, {'input': x})[0]
 
 
-def ov_run(path):
+def ov_run(path, precision='f32'):
+    "OpenVINO on the CPU: precision 'f32' (the model as exported), or the CPU plugin's default ('bf16' where the CPU has AMX)."
     import openvino as ov
-    c = ov.Core().compile_model(str(path), 'CPU', {'INFERENCE_NUM_THREADS': THREADS}); return lambda x: c(x)[0]
+    cfg = {'INFERENCE_NUM_THREADS': THREADS, **({'INFERENCE_PRECISION_HINT': 'f32'} if precision == 'f32' else {})}
+    c = ov.Core().compile_model(str(path), 'CPU', cfg); return lambda x: c(x)[0]
 
 
 def probs(run, x, bs=32): return np.concatenate([run(x[i:i + bs]) for i in range(0, len(x), bs)])
@@ -87,7 +89,7 @@ def main():
     onnx.save(qa, str(work / 'nncf_ac.onnx')); models['nncf_int8_accuracy_control'] = (work / 'nncf_ac.onnx', time.perf_counter() - t0)
     rows = {}
     for k, (path, secs) in models.items():
-        for engine, mk in (('onnxruntime', ort_run), ('openvino', ov_run)):
+        for engine, mk in (('onnxruntime', ort_run), ('openvino', ov_run), ('openvino, CPU default precision', lambda p: ov_run(p, None))):
             r = mk(path); pv, pt = probs(r, xv), probs(r, xt); b1, b32 = img_s(r, xt[:1], np.repeat(xt[:1], 32, 0))
             rows[f'{k} / {engine}'] = dict(method=k, engine=engine, quantize_s=round(secs, 1), valid_agreement=agreement(p32v, pv),
                                            test_agreement=agreement(p32t, pt), valid_accuracy=quality(pv, valid, cfg)['accuracy'],
@@ -96,7 +98,8 @@ def main():
     res = dict(dataset=name, arch='probe', backbone=cfg['options'].get('backbone'), tta=cfg['options'].get('tta'), size=size,
                n_valid=len(valid), n_test=len(test), n_calibration=len(xc), threads=THREADS, ort_search=meta['int8'], rows=rows,
                machine=dict(cores=os.cpu_count(), python=platform.python_version(), onnxruntime=onnxruntime.__version__,
-                            nncf=nncf.__version__, openvino=openvino.__version__),
+                            nncf=nncf.__version__, openvino=openvino.__version__,
+                            openvino_default_precision=openvino.Core().get_property('CPU', 'INFERENCE_PRECISION_HINT').get_type_name()),
                command='python bench/int8_methods.py' + (' --smoke' if a.smoke else f' --data {a.data} --size {size} --tta {a.tta}'))
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True); stem = 'int8_methods_smoke' if a.smoke else 'int8_methods'
     (out / f'{stem}.json').write_text(json.dumps(res, indent=2, default=float))
@@ -113,7 +116,10 @@ def main():
     for v in rows.values():
         lines.append(f"| {v['method']} | {v['engine']} | {v['valid_agreement']:.4f} | {v['test_agreement']:.4f} | {v['valid_accuracy']:.4f} | "
                      f"{v['test_accuracy']:.4f} | {v['b1_img_s']:.1f} | {v['b32_img_s']:.1f} | {v['mb']:.1f} | {v['quantize_s']} |")
-    lines += ['', f"Command: `{res['command']}`"]
+    lines += ['', f"OpenVINO runs with INFERENCE_PRECISION_HINT f32 (the model as exported) and, in the rows marked 'CPU default "
+              f"precision', with the CPU plugin's default on this machine: {res['machine']['openvino_default_precision']}. "
+              "Speeds were measured while other jobs used the same 2 cores: compare rows within this table only.",
+              '', f"Command: `{res['command']}`"]
     (out / f'{stem}.md').write_text('\n'.join(lines) + '\n'); print('\n'.join(lines))
 
 
