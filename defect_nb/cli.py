@@ -352,8 +352,8 @@ _DEMO_SHARE = {'synthetic data': .03, 'classifier training': .12, 'U-Net trainin
                'U-Net evaluation': .05, 'classifier export': .08, 'segmenter export': .08}     # of a reference run's time
 
 def run_demo(out='demo', # folder for data, runs and bundles
-             n_per_class:int=50, # synthetic images per defect class (and as many good parts as defects in all)
-             size:int=160, # classifier input size
+             n_per_class:int=100, # synthetic images per defect class (and as many good parts as defects in all)
+             size:int=192, # classifier input size
              seg_size:int=128, # U-Net training size
              seg_epochs:int=6, # U-Net epochs (after one with the encoder frozen)
              log=print, # where progress lines go
@@ -403,8 +403,8 @@ def run_demo(out='demo', # folder for data, runs and bundles
 @verb('demo', 'The main job: synthetic data, a classifier and a U-Net, evaluation, ONNX bundles, predictions.',
       examples='  defect-nb demo\n  defect-nb demo --out /tmp/demo --n-per-class 10 --seg-epochs 1',
       args=[(['--out'], dict(default='demo', help='folder for data, runs and bundles (default demo/)')),
-            (['--n-per-class'], dict(type=int, default=50, help='images per defect class; as many good parts as defects (default 50)')),
-            (['--size'], dict(type=int, default=160, help='classifier input size (default 160)')),
+            (['--n-per-class'], dict(type=int, default=100, help='images per defect class; as many good parts as defects (default 100)')),
+            (['--size'], dict(type=int, default=192, help='classifier input size (default 192)')),
             (['--seg-size'], dict(type=int, default=128, help='U-Net training size (default 128)')),
             (['--seg-epochs'], dict(type=int, default=6, help='U-Net epochs after one frozen (default 6)'))])
 def demo_cmd(a, # the parsed command line of `defect-nb demo`

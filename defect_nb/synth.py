@@ -121,7 +121,7 @@ _DEFECTS = dict(crazing=_crazing, inclusion=_inclusion, patches=_patches, pitted
 # %% ../nbs/01_synth.ipynb #cb9f0698
 DIFFICULTY = {
     'realistic': dict(faint_p=.1, min_visibility=0.),          # as drawn: one defect in ten faint, some hard to see when shrunk
-    'easy': dict(faint_p=0., min_visibility=18.),              # no faint defects; every defect visible at `visibility_size`
+    'easy': dict(faint_p=0., min_visibility=45.),              # no faint defects; every defect plain at `visibility_size`
 }
 
 def _visibility(delta, mask, vs):
