@@ -200,9 +200,9 @@ def test_batch_bench_smoke(tmp_path):
     r = subprocess.run([sys.executable, ROOT / 'bench' / 'batch_bench.py', '--smoke', '--work', tmp_path / 'work', '--out', tmp_path / 'res'],
                        capture_output=True, text=True, timeout=600, cwd=ROOT, env={**os.environ, 'PYTHONWARNINGS': 'ignore'})
     assert r.returncode == 0, (r.stdout[-1500:], r.stderr[-3000:])
-    res = json.loads((tmp_path / 'res' / 'batch.json').read_text())
+    res = json.loads((tmp_path / 'res' / 'smoke' / 'batch.json').read_text())
     assert res['smoke'] and res['identical'] and res['command'].endswith('--smoke')
     assert res['local']['images'] == res['ray']['images'] == res['images'] > 0
     assert res['local']['images_per_s'] > 0 and res['ray']['images_per_s'] > 0
-    md = (tmp_path / 'res' / 'batch.md').read_text()
+    md = (tmp_path / 'res' / 'smoke' / 'batch.md').read_text()
     assert 'Command: `python bench/batch_bench.py' in md and '| ray |' in md
