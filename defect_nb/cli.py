@@ -255,6 +255,7 @@ def explain_cmd(a, # the parsed command line of `defect-nb explain`
       args=[(['run'], dict(help='run folder')), (['--out'], dict(required=True, help='bundle folder to write')),
             (['--int8'], dict(action='store_true', help='also write model.int8.onnx')),
             (['--int8-mode'], dict(choices=['static', 'dynamic'], default='static', help='INT8 quantisation (default static)')),
+            (['--keep-int8'], dict(action='store_true', help='keep model.int8.onnx even when it misses the agreement bar (FP32 stays the default)')),
             (['--epoch'], dict(default='best')), (['--no-report'], dict(action='store_true', help='skip the size/quality/speed report')),
             (['--report-n'], dict(type=int, help='test images for the report (default all)')),
             (['--overwrite'], dict(action='store_true', help='replace an existing bundle'))])
@@ -263,9 +264,12 @@ def export_cmd(a, # the parsed command line of `defect-nb export`
     "`defect-nb export` (see `defect-nb export --help`): a thin layer over the library."
     from defect_nb.export import export_bundle
     ep = a.epoch if a.epoch in ('best', 'last') else int(a.epoch)
-    m = export_bundle(a.run, a.out, ep, a.int8_mode if a.int8 else None, report=not a.no_report, report_n=a.report_n, overwrite=a.overwrite)
-    if a.json: print(json.dumps(dict(bundle=str(a.out), parity=m['parity'], report=m['report']))); return
+    m = export_bundle(a.run, a.out, ep, a.int8_mode if a.int8 else None, report=not a.no_report, report_n=a.report_n, overwrite=a.overwrite,
+                      keep_int8=a.keep_int8)
+    if a.json: print(json.dumps(dict(bundle=str(a.out), parity=m['parity'], report=m['report'], default_variant=m.get('default_variant'),
+                                     default_reason=m.get('default_reason')), default=float)); return
     print(f"bundle {a.out}: {', '.join(m['files'])}; parity max |Δp| {m['parity']['max_abs_diff']:.1e}, agreement {m['parity']['argmax_agreement']:.3f}")
+    if m.get('default_reason'): print(f"default variant {m.get('default_variant')}: {m['default_reason']}")
     if m['report']:
         import pandas as pd
         print(pd.DataFrame(m['report']).T.drop(columns=['file'], errors='ignore').round(3).to_string())
@@ -273,10 +277,22 @@ def export_cmd(a, # the parsed command line of `defect-nb export`
 @verb('predict', 'Predict images with a bundle (onnxruntime only): JSON for one image, CSV for a folder.',
       examples=('  defect-nb predict --model bundles/synth-cls --image part_0001.png\n'
                 '  defect-nb predict --model bundles/synth-cls --folder incoming/ --out results.csv\n'
+                '  defect-nb predict --model bundles/synth-cls --info                 # variants, INT8 agreement, the default and why\n'
+                '  defect-nb predict --model bundles/synth-cls --folder archive/ --engine ray --out results.parquet\n'
+                '  defect-nb predict --model bundles/synth-cls --list files.txt --engine ray --address ray://HEAD:10001 --out r.parquet --resume\n'
                 '  defect-nb predict --model bundles/mt --image tile.jpg --mask-dir masks/ --variant int8'),
       args=[(['--model'], dict(required=True, help='bundle folder')), (['--image'], dict(help='one image')),
-            (['--folder'], dict(help='a folder of images (recursive)')), (['--out'], dict(help='CSV for --folder results (never overwritten)')),
-            (['--variant'], dict(choices=['fp32', 'int8'], default='fp32')), (['--threshold'], dict(type=float, help="decision threshold (default: the bundle's)")),
+            (['--folder'], dict(help='a folder of images (recursive)')),
+            (['--list'], dict(help="a text file of image paths, one a line (relative lines: from the list file's folder)")),
+            (['--out'], dict(help='CSV (or .parquet) for --folder/--list results (never overwritten)')),
+            (['--info'], dict(action='store_true', help="print the bundle's variants, INT8 agreement figures and default, as JSON")),
+            (['--engine'], dict(choices=['local', 'ray'], default='local', help='local: this process; ray: Ray Data workers (pip install "defect_nb[cluster]")')),
+            (['--address'], dict(help="--engine ray: the cluster to join (ray://HEAD:10001, or auto on a cluster node); default: a local Ray on this machine's cores")),
+            (['--resume'], dict(action='store_true', help='complete --out: keep its rows, predict the rest (error rows are tried again)')),
+            (['--batch-size'], dict(type=int, default=32, help='images per onnxruntime call and per Ray task')),
+            (['--workers'], dict(type=int, help="--engine ray: workers (default: the cluster's CPUs)")),
+            (['--variant'], dict(choices=['fp32', 'int8'], help="model variant (default: the bundle's, see --info)")),
+            (['--threshold'], dict(type=float, help="decision threshold (default: the bundle's)")),
             (['--min-area'], dict(type=int, default=20, help='segmenters: defect pixels for an image to be defective')),
             (['--mask-dir'], dict(help='segmenters: write each mask as PNG here (x.png → x.png, x.tif → x.tif.png); '
                                        'a folder that already holds files is refused unless --overwrite')),
@@ -285,9 +301,25 @@ def predict_cmd(a, # the parsed command line of `defect-nb predict`
                 ):
     "`defect-nb predict` (see `defect-nb predict --help`): a thin layer over the library."
     from defect_nb.inference import Predictor, to_json
-    if bool(a.image) == bool(a.folder): raise ValueError("give exactly one of --image and --folder")
+    if a.info:
+        from defect_nb.inference import bundle_info
+        print(json.dumps(bundle_info(a.model), default=float)); return 0
+    if sum(map(bool, (a.image, a.folder, a.list))) != 1: raise ValueError("give exactly one of --image, --folder and --list")
     if a.threshold is not None and not 0 <= a.threshold <= 1: raise ValueError(f"--threshold must be in [0, 1], got {a.threshold}")
     out = Path(a.out) if a.out else None
+    if a.list or a.engine == 'ray' or a.resume or (out is not None and out.suffix == '.parquet'):
+        if a.image: raise ValueError("--engine ray, --list, --resume and .parquet are for many images: use --folder or --list")
+        if a.mask_dir: raise ValueError("--mask-dir writes PNGs from this process: use it with --engine local; the batch engines return masks as RLE")
+        from defect_nb.batch import predict_many
+        df = predict_many(a.folder or a.list, a.model, engine=a.engine, address=a.address, out=a.out or 'results.parquet',
+                          resume=a.resume, batch_size=a.batch_size, num_workers=a.workers, variant=a.variant,
+                          threshold=a.threshold, min_area=a.min_area, progress=not a.json)
+        bad = df[df.error.notna()]
+        for f, e in zip(bad.filename, bad.error): print(f"skipped {f}: {e}", file=sys.stderr)
+        job = df.attrs.get('job', {})
+        print(json.dumps(job, default=float) if a.json else f"{len(df) - len(bad)} predicted, {len(bad)} skipped; wrote {a.out or 'results.parquet'} "
+              f"({job.get('images_per_s')} images/s, {job.get('workers')} workers)")
+        return 1 if len(bad) else 0
     if out is not None and out.exists(): raise FileExistsError(f"{out} exists; choose another --out")
     md = Path(a.mask_dir) if a.mask_dir else None
     if md is not None and md.is_dir() and any(md.iterdir()) and not a.overwrite:
@@ -325,10 +357,13 @@ _LOOPBACK = ('127.0.0.1', 'localhost', '::1')
       examples=('  defect-nb serve --model bundles/synth-cls\n'
                 '  defect-nb serve --model bundles/cls --model bundles/seg --port 8000 --workers 2\n'
                 '  DEFECT_NB_API_KEY=s3cret defect-nb serve --model bundles/cls --host 0.0.0.0\n'
-                '  curl -F file=@part.png http://127.0.0.1:8000/predict'),
+                '  curl -F file=@part.png http://127.0.0.1:8000/predict\n\n'
+                'Uploads over (16 × the largest model input side)² pixels, at least 2048² (4.2 Mpx; 9.4 Mpx for a 192-px model), are refused\n'
+                'with 413 from their header before decoding (DEFECT_NB_MAX_PIXELS overrides); at most 2–4 images (the CPU cores,\n'
+                'DEFECT_NB_DECODES) are decoded and predicted at once, other requests wait.'),
       args=[(['--model'], dict(required=True, action='append', help='bundle folder (repeat for several)')),
             (['--host'], dict(default='127.0.0.1', help='address to bind (default 127.0.0.1)')), (['--port'], dict(type=int, default=8000)),
-            (['--workers'], dict(type=int, default=1)), (['--variant'], dict(choices=['fp32', 'int8'], default='fp32')),
+            (['--workers'], dict(type=int, default=1)), (['--variant'], dict(choices=['fp32', 'int8'], help="model variant (default: each bundle's own, see predict --info)")),
             (['--max-mb'], dict(type=float, default=20., help='largest upload in MB (default 20)')),
             (['--api-key'], dict(help='require header X-API-Key (default: $DEFECT_NB_API_KEY)'))])
 def serve_cmd(a, # the parsed command line of `defect-nb serve`
@@ -342,7 +377,7 @@ def serve_cmd(a, # the parsed command line of `defect-nb serve`
     key = a.api_key or os.environ.get('DEFECT_NB_API_KEY')
     if a.host not in _LOOPBACK and not key:
         print(f"warning: serving on {a.host} without an API key: anyone who reaches this port can use the models", file=sys.stderr)
-    os.environ.update(DEFECT_NB_BUNDLES=os.pathsep.join(str(Path(m).resolve()) for m in a.model), DEFECT_NB_VARIANT=a.variant,
+    os.environ.update(DEFECT_NB_BUNDLES=os.pathsep.join(str(Path(m).resolve()) for m in a.model), DEFECT_NB_VARIANT=a.variant or '',
                       DEFECT_NB_MAX_BYTES=str(int(a.max_mb * 2**20)), DEFECT_NB_API_KEY=key or '')
     print(f"serving {', '.join(Path(m).name for m in a.model)} on http://{a.host}:{a.port} (docs: /docs)", flush=True)
     uvicorn.run('defect_nb.serve:app_from_env', factory=True, host=a.host, port=a.port, workers=a.workers, log_level='warning')
@@ -386,7 +421,7 @@ def run_demo(out='demo', # folder for data, runs and bundles
     bundles = {}
     for name, run, q in [('classifier', rc, 'static'), ('segmenter', rs, None)]:
         b = out/'bundles'/name
-        if not (b/'bundle.json').exists(): step(f'{name} export', lambda: export_bundle(run, b, quantize_mode=q, report=False))
+        if not (b/'bundle.json').exists(): step(f'{name} export', lambda: export_bundle(run, b, quantize_mode=q, keep_int8=True, report=False))
         bundles[name] = b
     img = run_table(rc, 'test').image.iloc[0]
     pc, ps = Predictor.load(bundles['classifier']).predict(img), Predictor.load(bundles['segmenter']).predict(img)
