@@ -390,7 +390,8 @@ def run_demo(out='demo', # folder for data, runs and bundles
              n_per_class:int=100, # synthetic images per defect class (and as many good parts as defects in all)
              size:int=192, # classifier input size
              seg_size:int=128, # U-Net training size
-             seg_epochs:int=6, # U-Net epochs (after one with the encoder frozen)
+             seg_epochs:int=8, # U-Net epochs (after one with the encoder frozen)
+             seg_n:int=40, # images per class (good parts included) for the U-Net: a U-Net epoch costs far more than a feature pass
              log=print, # where progress lines go
              progress:bool=True, # the library's progress bars inside the steps
             ) -> dict:
@@ -398,6 +399,7 @@ def run_demo(out='demo', # folder for data, runs and bundles
     from defect_nb.synth import synthesize
     from defect_nb.train import train_classifier, train_segmenter, load_config
     from defect_nb.evaluate import evaluate, run_table
+    from defect_nb.data import load_table, make_split, subset
     from defect_nb.export import export_bundle
     from defect_nb.inference import Predictor, to_json
     out = Path(out); t0 = time.perf_counter(); steps = {}; done_share = [0.]
@@ -415,8 +417,10 @@ def run_demo(out='demo', # folder for data, runs and bundles
         return f(run).path
     rc = step('classifier training', lambda: fit('classifier', lambda run: train_classifier(
         data, method='features', size=size, tta='none', out=run, overwrite=True, progress=progress)))
+    def seg_table():                                       # a subset of the classifier's own split: same test images where shared
+        return subset(make_split(load_table(data), seed=42), seg_n)
     rs = step('U-Net training', lambda: fit('segmenter', lambda run: train_segmenter(
-        data, method='fastai', epochs=seg_epochs, size=seg_size, out=run, overwrite=True, progress=progress)))
+        seg_table(), method='fastai', epochs=seg_epochs, size=seg_size, out=run, overwrite=True, progress=progress)))
     ec = step('classifier evaluation', lambda: evaluate(rc, progress=False)); es = step('U-Net evaluation', lambda: evaluate(rs, progress=False))
     bundles = {}
     for name, run, q in [('classifier', rc, 'static'), ('segmenter', rs, None)]:
@@ -441,11 +445,12 @@ def run_demo(out='demo', # folder for data, runs and bundles
             (['--n-per-class'], dict(type=int, default=100, help='images per defect class; as many good parts as defects (default 100)')),
             (['--size'], dict(type=int, default=192, help='classifier input size (default 192)')),
             (['--seg-size'], dict(type=int, default=128, help='U-Net training size (default 128)')),
-            (['--seg-epochs'], dict(type=int, default=6, help='U-Net epochs after one frozen (default 6)'))])
+            (['--seg-epochs'], dict(type=int, default=8, help='U-Net epochs after one frozen (default 8)')),
+            (['--seg-n'], dict(type=int, default=40, help='U-Net images per class, good parts included (default 40)'))])
 def demo_cmd(a, # the parsed command line of `defect-nb demo`
              ):
     "`defect-nb demo` (see `defect-nb demo --help`): a thin layer over the library."
-    res = run_demo(a.out, a.n_per_class, a.size, a.seg_size, a.seg_epochs, log=(lambda *x: None) if a.json else (lambda *x: print(*x, flush=True)),
+    res = run_demo(a.out, a.n_per_class, a.size, a.seg_size, a.seg_epochs, a.seg_n, log=(lambda *x: None) if a.json else (lambda *x: print(*x, flush=True)),
                    progress=not a.json)
     if a.json: print(json.dumps(res, default=float)); return
     ex = res['example']
