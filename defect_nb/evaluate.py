@@ -127,7 +127,8 @@ def best_threshold(table:pd.DataFrame, # from `threshold_table`
     return float(best[len(best) // 2])
 
 def threshold_note(threshold:float, # a chosen threshold
-                   cost_fn:float=10., cost_fp:float=1., # the costs it was chosen with
+                   cost_fn:float=10., # the cost of a missed defect it was chosen with
+                   cost_fp:float=1., # the cost of a false alarm it was chosen with
                   ) -> str|None:
     "None for a usable threshold; for 0 or 1, what it means: the model cannot separate good from defective parts at this cost."
     if threshold <= 0: return (f"threshold 0: at a missed defect costing {cost_fn:g}× a false alarm, rejecting every part is cheapest; "

@@ -50,7 +50,8 @@ def feature_settings(backbone:str='efficientnet_lite0', # a timm name
                      size:int=224, # input side, pixels
                      tta:str='none', # test-time views averaged: 'none', 'hflip', 'flips', 'dihedral'
                      clahe:bool=False, # CLAHE before resizing
-                     pretrained:bool=True, weights=None, # as in `models.timm_backbone`
+                     pretrained:bool=True, # ImageNet weights (as in `models.timm_backbone`)
+                     weights=None, # a local weights file instead
                     ) -> dict:
     "Everything that shapes a feature vector, and its key (`settings['key']`)."
     import timm
@@ -72,7 +73,8 @@ class FeatureExtractor:
                  size:int=224, # input side, pixels
                  tta:str='none', # test-time views averaged: 'none', 'hflip', 'flips', 'dihedral'
                  clahe:bool=False, # CLAHE before resizing
-                 pretrained:bool=True, weights=None, # as in `models.timm_backbone`
+                 pretrained:bool=True, # ImageNet weights (as in `models.timm_backbone`)
+                 weights=None, # a local weights file instead
                  cache:bool|str|Path=True, # True: `cache_dir()`; a folder; False: no cache
                  bs:int=32, # images per forward pass
                  device:str='cpu',
@@ -126,8 +128,14 @@ class FeatureExtractor:
         return f.astype(np.float32)
 
 def extract_features(paths:list, # image files
-                     backbone:str='efficientnet_lite0', size:int=224, tta:str='none', clahe:bool=False, # see `FeatureExtractor`
-                     cache=True, progress:bool=True, **kwargs) -> np.ndarray:
+                     backbone:str='efficientnet_lite0', # a timm name (offline weights: efficientnet_lite0/1/2)
+                     size:int=224, # input side, pixels
+                     tta:str='none', # test-time views averaged
+                     clahe:bool=False, # CLAHE before resizing
+                     cache=True, # True: `cache_dir()`; a folder; False: no cache
+                     progress:bool=True, # a progress bar
+                     **kwargs, # more `FeatureExtractor` arguments
+                    ) -> np.ndarray:
     "Features of `paths` (N×F float32) from a frozen backbone, through the on-disk cache."
     return FeatureExtractor(backbone, size, tta, clahe, cache=cache, **kwargs)(paths, progress)
 
@@ -139,8 +147,10 @@ def _logloss(p, y, n):
     "Mean cross-entropy of probabilities `p` (N×n) for class indices `y`."
     return float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-15, 1)).mean())
 
-def fit_head(X_train:np.ndarray, y_train:np.ndarray, # training features (N×F) and class indices
-             X_valid:np.ndarray, y_valid:np.ndarray, # validation features and class indices
+def fit_head(X_train:np.ndarray, # training features, N×F
+             y_train:np.ndarray, # their class indices
+             X_valid:np.ndarray, # validation features
+             y_valid:np.ndarray, # their class indices
              n_classes:int, # number of classes (indices 0..n-1)
              grid=None, # values of C (linear) or alpha (MLP) to try; default `C_GRID` / `ALPHA_GRID`
              hidden:int=0, # 0: logistic regression; else one hidden layer of this width
@@ -193,11 +203,19 @@ def _head_state(clf, sc, n):
 # %% ../nbs/03a_features.ipynb #d387e870
 def fit_probe(table:pd.DataFrame, # a split table (train and valid are used; test is left alone)
               classes:list|None=None, # class order (default: `table.attrs['classes']` or the sorted labels)
-              backbone:str='efficientnet_lite0', size:int=224, tta:str='hflip', clahe:bool=False, # see `FeatureExtractor`
+              backbone:str='efficientnet_lite0', # a timm name (offline weights: efficientnet_lite0/1/2)
+              size:int=224, # input side, pixels
+              tta:str='hflip', # test-time views averaged
+              clahe:bool=False, # CLAHE before resizing
               hidden:int=0, # 0: linear head; else an MLP with one hidden layer this wide
               grid=None, # regularisation values to try (see `fit_head`)
               class_weight=None, # None or 'balanced'
-              pretrained:bool=True, weights=None, cache=True, bs:int=32, seed:int=42, progress:bool=True,
+              pretrained:bool=True, # ImageNet weights for the backbone
+              weights=None, # a local weights file instead
+              cache=True, # True: `cache_dir()`; a folder; False: no cache
+              bs:int=32, # images per forward pass
+              seed:int=42, # seeds the MLP head
+              progress:bool=True, # a progress bar over the feature batches
              ) -> tuple: # (ProbeNet in eval mode, report dict)
     "Features of the train and valid images, a head fitted on them, and the `ProbeNet` that computes both in one graph."
     set_seed(seed)
@@ -224,7 +242,9 @@ def fit_probe(table:pd.DataFrame, # a split table (train and valid are used; tes
 CANDIDATES = [dict(backbone='efficientnet_lite0', size=224, tta='hflip'), dict(backbone='efficientnet_lite0', size=192, tta='hflip'),
               dict(backbone='efficientnet_lite0', size=160, tta='none'), dict(backbone='efficientnet_lite0', size=128, tta='none')]
 
-def measure_speed(backbone:str='efficientnet_lite0', size:int=224, tta:str='none', # the setting
+def measure_speed(backbone:str='efficientnet_lite0', # a timm name
+                  size:int=224, # input side, pixels
+                  tta:str='none', # test-time views
                   bs:int=8, # images per timed batch
                  ) -> float: # images per second
     "Feature-extraction speed of a setting on this machine (one warm-up and one timed batch of random images)."
@@ -236,7 +256,8 @@ def measure_speed(backbone:str='efficientnet_lite0', size:int=224, tta:str='none
 def recipe_for(table:pd.DataFrame, # a split table
                budget_min:float=10, # minutes for feature extraction
                candidates:list|None=None, # settings to consider, strongest first (default `CANDIDATES`)
-               clahe:bool=False, cache=True,
+               clahe:bool=False, # CLAHE before resizing
+               cache=True, # the feature cache (cached images cost nothing)
               ) -> dict: # the setting, with 'reason' and 'estimate_s'
     "The strongest frozen-feature setting whose extraction fits the budget on this machine."
     tv = table[table.split.isin(['train', 'valid'])]; n = len(tv)
