@@ -30,13 +30,26 @@ def variants(epochs):
             ('frozen-feature head (features)', dict(method='features', tta='none')),
             ('head, then fine-tune (finetune)', dict(method='finetune', epochs=epochs, tta='none'))]
 
+def render(res, out):
+    "The markdown table of a results file (re-rendered from the JSON alone with --render)."
+    rows = res['rows']
+    md = ['| # | change from fastai fine_tune | test accuracy | valid accuracy by epoch | train s |', '|---|---|---|---|---|']
+    md += [f"| {x['i']} | {x['change']} | {100 * x['test_accuracy']:.1f}% | {', '.join(f'{100 * v:.1f}' for v in x['valid_accuracy_by_epoch'])} | {x['train_seconds']:.0f} |" for x in rows]
+    (Path(out) / f"ablation_{res['name']}.md").write_text('\n'.join(md) + f"\n\nLite0 at {res['size']} px, 1 frozen + {res['epochs']} epochs unless the row says otherwise; "
+                                                   f"test split of bench/real_bench.py {res['name']}. The training times were taken while other jobs shared the two "
+                                                   f"cores, unevenly from row to row: compare accuracies, not seconds. Command: `{res['command']}`\n")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('name', choices=['neu', 'synth-cls']); ap.add_argument('--size', type=int, default=128)
     ap.add_argument('--epochs', type=int, default=2); ap.add_argument('--smoke', action='store_true'); ap.add_argument('--data')
     ap.add_argument('--only', help='comma-separated row numbers to run (default all)')
+    ap.add_argument('--render', action='store_true', help='only re-render the markdown table from the results file')
     ap.add_argument('--work', default=str(ROOT / 'runs' / 'bench')); ap.add_argument('--out', default=str(RESULTS))
     a = ap.parse_args()
+    if a.render:
+        out = Path(a.out) / ('smoke' if a.smoke else ''); render(json.loads((out / f'ablation_{a.name}.json').read_text()), out); return
     from defect_nb.train import train
     from defect_nb.evaluate import evaluate
     work = Path(a.work); t = table_for(a.name, a, work); size = 48 if a.smoke else a.size; epochs = 1 if a.smoke else a.epochs
@@ -61,9 +74,7 @@ def main():
                    command=f'python bench/ablation.py {a.name}' + (' --smoke' if a.smoke else f' --size {a.size} --epochs {a.epochs}'),
                    peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
         res_file.write_text(json.dumps(res, indent=2))
-        md = ['| # | change from fastai fine_tune | test accuracy | valid accuracy by epoch | train s |', '|---|---|---|---|---|']
-        md += [f"| {x['i']} | {x['change']} | {100 * x['test_accuracy']:.1f}% | {', '.join(f'{100 * v:.1f}' for v in x['valid_accuracy_by_epoch'])} | {x['train_seconds']:.0f} |" for x in rows]
-        (out / f'ablation_{a.name}.md').write_text('\n'.join(md) + f"\n\nLite0 at {size} px, 1 frozen + {epochs} epochs unless the row says otherwise; "
-                                                   f"test split of bench/real_bench.py {a.name}. Command: `{res['command']}`\n")
+        render(res, out)
+
 
 if __name__ == '__main__': main()
