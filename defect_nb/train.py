@@ -313,6 +313,7 @@ def train(data, # a split table, a dataset path, or 'elpv'
           loss:str|None=None, # see `models.create_learner`
           pretrained:bool=True, # ImageNet weights for the backbone (offline for Lite0)
           weights=None, # a local backbone weights file instead
+          bn_frozen:bool|None=None, # method 'fastai': keep batch-norm statistics frozen (default: yes for pretrained classifiers, see the ablation)
           early_stop:int|None=None, # stop after this many epochs without improvement of `monitor`
           monitor:str|None=None, # metric for `best.pth` and early stopping (default valid_loss; dice for binary segmentation)
           device:str='auto', # 'auto', 'cpu', 'cuda', 'mps'
@@ -358,13 +359,14 @@ def train(data, # a split table, a dataset path, or 'elpv'
                   seed=seed, epochs=epochs, freeze_epochs=freeze_epochs if learn.model_info['pretrained'] else 0, lr=lr, bs=bs,
                   aug=aug, oversample=oversample, monitor=monitor, early_stop=early_stop, gamma=learn.model_info['gamma'],
                   alpha=learn.model_info['alpha'], versions=_versions(),
-                  created=datetime.datetime.now().isoformat(timespec='seconds'), device=str(dev), method='fastai')
+                  created=datetime.datetime.now().isoformat(timespec='seconds'), device=str(dev), method='fastai',
+                  bn_frozen=bool(task == 'classify' and learn.model_info['pretrained']) if bn_frozen is None else bool(bn_frozen))
     atomic_write(out/'config.json', json.dumps(config, indent=2, default=str))
     return _fit(learn, config, out, RunSaver(out, monitor), cbs, progress, distributed)
 
 def _fit(learn, config, out, saver, cbs, progress, distributed, done=0):
     "fastai's `fine_tune` schedule (one-cycle when from scratch) from epoch `done`, with the run folder kept up to date."
-    cbs = [saver] + list(cbs or [])
+    cbs = [saver] + list(cbs or []) + ([FrozenBN()] if config.get('bn_frozen') and config.get('method') != 'finetune' else [])
     if config.get('early_stop'):
         m = config['monitor']; cbs.append(EarlyStoppingCallback(monitor=m, comp=np.less if _lower_is_better(m) else np.greater, patience=config['early_stop']))
     if not progress: learn.remove_cbs([c for c in learn.cbs if type(c).__name__ == 'ProgressCallback']); learn.logger = lambda *a, **k: None
