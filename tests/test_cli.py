@@ -61,7 +61,7 @@ def test_unknown_verb_is_usage_error(cli):
 
 
 def test_demo_end_to_end_and_rerun(cli, tmp_path):
-    args = ['demo', '--out', 'd', '--n-per-class', '4', '--size', '64', '--epochs', '1', '--seg-epochs', '1', '--json']
+    args = ['demo', '--out', 'd', '--n-per-class', '4', '--size', '64', '--seg-size', '64', '--seg-epochs', '1', '--seg-n', '3', '--json']
     r = cli(*args, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(r.stdout)
