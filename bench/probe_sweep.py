@@ -52,13 +52,13 @@ def main():
     res = dict(name=a.name, smoke=a.smoke, rows=rows, machine=machine(), peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                command='python bench/probe_sweep.py ' + a.name + (' --smoke' if a.smoke else '') + (f' --settings {a.settings}' if a.settings != DEFAULT else '') + (f' --cv {a.cv}' if a.cv else ''),
                note='feature_seconds is near 0 where the cache already held the features; img_s is measured only on computed images, '
-                    'and the first full run shared the 2 cores with other jobs, so its img_s are lower bounds (bench/speed.py has idle figures)')
-    if res_prev := (Path(a.out) / ('smoke' if a.smoke else '') / f'probe_sweep_{a.name}.json'):
-        if res_prev.exists():                                   # keep the first measurement of extraction time where this run hit the cache
-            prev = {r['setting']: r for r in json.loads(res_prev.read_text())['rows']}
-            for r in rows:
-                p = prev.get(r['setting'])
-                if p and not r['computed'] and p.get('computed'): r.update(feature_seconds=p['feature_seconds'], computed=p['computed'], img_s=p['img_s'])
+                    'and the first full run shared the 2 cores with other jobs, so its img_s are lower bounds')
+    res_prev = Path(a.out) / ('smoke' if a.smoke else '') / f'probe_sweep_{a.name}.json'
+    if res_prev.exists():                                   # keep the first measurement of extraction time where this run hit the cache
+        prev = {r['setting']: r for r in json.loads(res_prev.read_text())['rows']}
+        for r in rows:
+            p = prev.get(r['setting'])
+            if p and not r['computed'] and p.get('computed'): r.update(feature_seconds=p['feature_seconds'], computed=p['computed'], img_s=p['img_s'])
     out = Path(a.out) / ('smoke' if a.smoke else ''); out.mkdir(parents=True, exist_ok=True)
     (out / f'probe_sweep_{a.name}.json').write_text(json.dumps(res, indent=2))
     show = pd.DataFrame(rows).drop(columns=['cv_folds', 'backbone'], errors='ignore')

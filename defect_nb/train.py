@@ -18,7 +18,7 @@ import defect_nb
 from .core import runs_dir, set_seed, get_device, atomic_write, in_test
 from .data import load_table, make_split, classify_dls, segment_dls
 from .models import create_learner, build_model, resolve_arch, ModelError
-from .features import fit_probe, recipe_for
+from .features import fit_probe, recipe_for, CANDIDATES
 
 # %% auto #0
 __all__ = ['METHODS', 'RunError', 'BlurNoise', 'augmentations', 'plot_history', 'RunSaver', 'save_state', 'Run',
@@ -242,7 +242,7 @@ def _train_probe(data, method, backbone, epochs, size, budget, bs, lr, out, over
     table = _as_table(data, source, seed, valid_pct, test_pct, split_file, labels)
     source_name = table.attrs.get('source', 'table')
     if size is None:
-        rec = recipe_for(table, budget, [c for c in __import__('defect_nb.features', fromlist=['x']).CANDIDATES if c['backbone'] == backbone]
+        rec = recipe_for(table, budget, [c for c in CANDIDATES if c['backbone'] == backbone]
                          or [dict(backbone=backbone, size=224, tta='hflip')], clahe)
         size = rec['size']; options.setdefault('tta', rec['tta']); why = rec['reason']
     else: why = f'size {size} px as asked'
