@@ -64,7 +64,9 @@ def main():
     show = pd.DataFrame(rows).drop(columns=['cv_folds', 'backbone'], errors='ignore')
     for c in ('valid_accuracy', 'test_accuracy', 'cv_mean', 'cv_std', 'cv_min', 'test_binary_accuracy'):
         if c in show: show[c] = (100 * show[c]).round(2)
-    md = show.to_markdown(index=False)
+    cols = list(show.columns)                               # plain markdown: no `tabulate` dependency
+    md = '\n'.join(['| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols)] +
+                   ['| ' + ' | '.join('' if pd.isna(v) else str(v) for v in row) + ' |' for row in show.itertuples(index=False)])
     (out / f'probe_sweep_{a.name}.md').write_text(md + f"\n\nCommand: `{res['command']}`\n"); print(md)
 
 if __name__ == '__main__': main()
