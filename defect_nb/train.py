@@ -6,7 +6,7 @@ Docs: https://defect-nb.github.io/defect_nb/train.html.md"""
 
 # %% ../nbs/04_train.ipynb #a3df97a2
 from __future__ import annotations
-import json, platform, random, time, datetime
+import json, os, platform, random, shutil, tempfile, time, datetime
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +21,9 @@ from .models import create_learner, build_model, resolve_arch, ModelError
 from .features import fit_probe, recipe_for, CANDIDATES
 
 # %% auto #0
-__all__ = ['METHODS', 'RunError', 'BlurNoise', 'augmentations', 'plot_history', 'RunSaver', 'save_state', 'Run',
-           'prepare_run_dir', 'FrozenBN', 'train', 'suggest_lr', 'train_classifier', 'train_segmenter', 'load_config',
-           'list_epochs', 'checkpoint_path', 'load_model', 'run_table', 'finished_epochs', 'resume']
+__all__ = ['METHODS', 'RunError', 'BlurNoise', 'augmentations', 'plot_history', 'RunSaver', 'save_state', 'distributed_rank',
+           'Run', 'prepare_run_dir', 'FrozenBN', 'train', 'suggest_lr', 'train_classifier', 'train_segmenter',
+           'load_config', 'list_epochs', 'checkpoint_path', 'load_model', 'run_table', 'finished_epochs', 'resume']
 
 # %% ../nbs/04_train.ipynb #332cf332
 class RunError(ValueError):
@@ -109,7 +109,8 @@ class RunSaver(Callback):
         row = dict(epoch=n, phase='frozen' if self._frozen() else 'full', **{k: float(v) for k, v in zip(names, self.recorder.values[-1])},
                    seconds=round(time.perf_counter() - self.t0, 2))
         ckpt = self.run_dir/f'epoch_{n:02d}.pth'
-        save_state(self.learn.model, ckpt)
+        m = self.learn.model
+        save_state(m.module if isinstance(m, nn.parallel.DistributedDataParallel) else m, ckpt)  # plain keys under accelerate
         if self.learn.opt is not None: save_state(self.learn.opt, self.run_dir/'optimizer.pth')
         hist = pd.DataFrame(self.rows + [row])
         atomic_write(self.run_dir/'history.csv', hist.to_csv(index=False))    # from here on the epoch counts as finished
@@ -137,6 +138,10 @@ def save_state(obj, # a model (its state dict is saved) or a fastai optimizer
     return atomic_write(path, buf.getvalue())
 
 # %% ../nbs/04_train.ipynb #5fdfa4b6
+def distributed_rank() -> int:
+    "This process's rank under `accelerate launch` / `torchrun` (their `RANK` variable); 0 when not launched so."
+    return int(os.environ.get('RANK', 0))
+
 @dataclass
 class Run:
     "A finished (or interrupted) training run: its folder, learner, history and best epoch."
@@ -329,6 +334,9 @@ def train(data, # a split table, a dataset path, or 'elpv'
     method, backbone = _method(method, task, key, tname, arch, pretrained, weights, options)
     arch = tname or arch or key
     if epochs < 1: raise RunError(f"epochs must be at least 1, got {epochs}")
+    if distributed and method != 'fastai':
+        raise RunError(f"distributed training runs method 'fastai' (the {method!r} method extracts features once, on one process); "
+                       "pass method='fastai' (--method fastai)")
     if method in ('features', 'finetune'):
         if loss not in (None, 'ce') or oversample: raise RunError(f"method {method!r} fits a cross-entropy head on unweighted samples; "
                                                                   "for another loss or oversampling use method 'fastai'")
@@ -339,8 +347,11 @@ def train(data, # a split table, a dataset path, or 'elpv'
     set_seed(seed)
     table = _as_table(data, source, seed, valid_pct, test_pct, split_file, labels)
     source_name = table.attrs.get('source', 'table')
-    out = prepare_run_dir(out or runs_dir()/f"{arch}-{source_name}", overwrite)
-    split_file = _save_split(table, out)
+    out = Path(out or runs_dir()/f"{arch}-{source_name}")
+    rank = distributed_rank() if distributed else 0
+    if rank == 0: out = prepare_run_dir(out, overwrite)
+    main_out, out = out, (out if rank == 0 else Path(tempfile.mkdtemp(prefix=f'defect_nb-rank{rank}-')))  # only rank 0 writes the run
+    split_file = _save_split(table, out) if rank == 0 else str(main_out/'split.csv')
     dls, dev = _loaders(table, task, size, bs, clahe, aug, oversample, num_workers, seed, device)
     set_seed(seed)
     learn = create_learner(dls, arch, pretrained=pretrained, weights=weights, loss=loss, class_weights=class_weights, path=out, **options)
@@ -362,7 +373,18 @@ def train(data, # a split table, a dataset path, or 'elpv'
                   created=datetime.datetime.now().isoformat(timespec='seconds'), device=str(dev), method='fastai',
                   bn_frozen=bool(task == 'classify' and learn.model_info['pretrained']) if bn_frozen is None else bool(bn_frozen))
     atomic_write(out/'config.json', json.dumps(config, indent=2, default=str))
-    return _fit(learn, config, out, RunSaver(out, monitor), cbs, progress, distributed)
+    try: run = _fit(learn, config, out, RunSaver(out, monitor), cbs, progress, distributed)
+    finally:
+        if out != main_out: shutil.rmtree(out, ignore_errors=True)
+    run.path = main_out
+    return run
+
+def _broadcast(self, t, rank):
+    "fastai's `DistributedDL._broadcast` on any backend: only NCCL needs CUDA tensors (gloo, for CPU processes, needs CPU ones)."
+    t = torch.LongTensor(t)
+    if torch.distributed.get_backend() == 'nccl': t = t.cuda()
+    torch.distributed.broadcast(t, rank)
+    return t.cpu().tolist()
 
 def _fit(learn, config, out, saver, cbs, progress, distributed, done=0):
     "fastai's `fine_tune` schedule (one-cycle when from scratch) from epoch `done`, with the run folder kept up to date."
@@ -373,7 +395,11 @@ def _fit(learn, config, out, saver, cbs, progress, distributed, done=0):
     if distributed:
         try: import accelerate, fastai.distributed  # adds Learner.distrib_ctx
         except ImportError: raise RunError("distributed training needs Accelerate: pip install 'defect_nb[dist]'") from None
-    ctx = learn.distrib_ctx() if distributed else nullcontext()
+        fastai.distributed.DistributedDL._broadcast = _broadcast
+    cuda = str(config.get('device', 'cpu')).startswith('cuda')
+    if distributed: config['world_size'] = int(os.environ.get('WORLD_SIZE', 1))
+    # SyncBatchNorm needs CUDA; on CPU processes Accelerate talks gloo
+    ctx = learn.distrib_ctx(sync_bn=cuda, cpu=not cuda) if distributed else nullcontext()
     lr, fe, ep = config['lr'], config['freeze_epochs'], config['epochs']
     set_seed(config['seed'] + done)
     try:
