@@ -15,8 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from real_bench import table_for, machine, RESULTS, ROOT
 
 def variants(epochs):
-    from defect_nb.train import FrozenBN
-    base = dict(method='fastai', epochs=epochs, freeze_epochs=1, lr=2e-3, bs=32, aug=True)
+    base = dict(method='fastai', epochs=epochs, freeze_epochs=1, lr=2e-3, bs=32, aug=True, bn_frozen=False)   # bn_frozen is today's default; the base is the old one
     return [('fastai fine_tune (previous default)', base),
             ('no blur/noise', dict(base, aug=dict(blur_noise=0))),
             ('no lighting', dict(base, aug=dict(lighting=0))),
@@ -25,10 +24,11 @@ def variants(epochs):
             ('lr 1e-2', dict(base, lr=1e-2)),
             ('no frozen epoch', dict(base, freeze_epochs=0)),
             ('3 frozen epochs', dict(base, freeze_epochs=3)),
-            ('batch-norm statistics frozen', dict(base, cbs=[FrozenBN()])),
+            ('batch-norm statistics frozen', dict(base, bn_frozen=True)),
             ('batch 16', dict(base, bs=16)),
             ('frozen-feature head (features)', dict(method='features', tta='none')),
-            ('head, then fine-tune (finetune)', dict(method='finetune', epochs=epochs, tta='none'))]
+            ('head, then fine-tune (finetune)', dict(method='finetune', epochs=epochs, tta='none')),
+            ('batch-norm frozen, 224 px (resolution)', dict(base, bn_frozen=True, size=224))]
 
 def render(res, out):
     "The markdown table of a results file (re-rendered from the JSON alone with --render)."
@@ -59,13 +59,13 @@ def main():
     todo = [int(i) for i in a.only.split(',')] if a.only else ([0, 8, 10, 11] if a.smoke else None)
     for i, (label, kw) in enumerate(variants(epochs)):
         if todo is not None and i not in todo: continue
-        kw = dict(kw); run = work / f'ablation-{a.name}-{i}'
+        kw = dict(kw); run = work / f'ablation-{a.name}-{i}'; row_size = 48 if a.smoke else kw.pop('size', size)
         t0 = time.perf_counter()
-        r = train(t, 'classify', 'efficientnet_lite0', size=size, out=run, overwrite=True, seed=42, progress=False, num_workers=0 if a.smoke else None, **kw)
+        r = train(t, 'classify', 'efficientnet_lite0', size=row_size, out=run, overwrite=True, seed=42, progress=False, num_workers=0 if a.smoke else None, **kw)
         train_s = time.perf_counter() - t0
         ev = evaluate(run, 'test', progress=False)
         h = r.history
-        row = dict(i=i, change=label, method=kw['method'], test_accuracy=ev.metrics['accuracy'], best_epoch=r.best_epoch,
+        row = dict(i=i, change=label, method=kw['method'], size=row_size, bn_frozen=kw.get('bn_frozen'), test_accuracy=ev.metrics['accuracy'], best_epoch=r.best_epoch,
                    valid_accuracy_by_epoch=[round(float(v), 4) for v in h.accuracy], train_loss_last=round(float(h.train_loss.iloc[-1]), 4),
                    valid_loss_last=round(float(h.valid_loss.iloc[-1]), 4), train_seconds=round(train_s, 1))
         rows = [x for x in rows if x['i'] != i] + [row]; rows.sort(key=lambda x: x['i'])

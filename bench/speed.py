@@ -7,7 +7,7 @@ Random images (speed does not depend on content); torch threads as the machine g
 backward + SGD step at batch 16 on the whole network; inference = `torch.inference_mode` at batch 32, PyTorch FP32 and
 the exported ONNX FP32 (onnxruntime). Writes bench/results/speed.json and speed.md.
 """
-import argparse, json, sys, time, tempfile
+import argparse, json, os, sys, time, tempfile
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 sys.path.insert(0, str(Path(__file__).parent))
@@ -23,7 +23,7 @@ def main():
     ap.add_argument('--smoke', action='store_true'); ap.add_argument('--out', default=str(RESULTS)); a = ap.parse_args()
     from defect_nb.models import build_model
     from defect_nb.export import to_onnx, ort_session
-    reps = 1 if a.smoke else 3; rows = []
+    reps = 1 if a.smoke else 3; rows = []; load0 = [round(x, 2) for x in os.getloadavg()]   # other jobs on the cores slow every figure
     cases = [('probe', dict(backbone=b, tta=t), s, 'classify') for b, s in [('efficientnet_lite0', 224), ('efficientnet_lite1', 240), ('efficientnet_lite2', 260)]
              for t in ['none', 'hflip', 'dihedral']] + \
             [('unet_lite0', dict(encoder=b), 192, 'segment') for b in ('efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2')]
@@ -44,7 +44,7 @@ def main():
         row['infer_onnx_img_s'] = round(rate(lambda: s.run(None, {'input': xn}), 32, reps), 1)
         row['infer_onnx_b1_ms'] = round(1000 / rate(lambda: s.run(None, {'input': xn[:1]}), 1, reps * 5), 1)
         rows.append(row); print(row, flush=True)
-    res = dict(rows=rows, machine=machine(), smoke=a.smoke, command='python bench/speed.py' + (' --smoke' if a.smoke else ''))
+    res = dict(rows=rows, machine=dict(machine(), load_avg_start=load0, load_avg_end=[round(x, 2) for x in os.getloadavg()]), smoke=a.smoke, command='python bench/speed.py' + (' --smoke' if a.smoke else ''))
     out = Path(a.out) / ('smoke' if a.smoke else ''); out.mkdir(parents=True, exist_ok=True)
     (out / 'speed.json').write_text(json.dumps(res, indent=2))
     md = ['| model | backbone | test-time views | px | M params | train img/s | PyTorch img/s | ONNX img/s (batch 32) | ONNX ms (batch 1) |', '|---|---|---|---|---|---|---|---|---|']
