@@ -6,14 +6,15 @@ Docs: https://defect-nb.github.io/defect_nb/inference.html.md"""
 
 # %% ../nbs/08_inference.ipynb #fa3b8c87
 from __future__ import annotations
-import json, os
+import json, os, warnings
 from pathlib import Path
 import numpy as np, cv2
 from .core import load_image, preprocess, to_input, sha256, ImageError, _IMG_EXTS
 
 # %% auto #0
-__all__ = ['BundleError', 'read_bundle', 'rle_encode', 'rle_decode', 'mask_boxes', 'Predictor', 'predict', 'predict_batch',
-           'predict_folder', 'to_json', 'bundle_info']
+__all__ = ['BundleError', 'read_bundle', 'rle_encode', 'rle_decode', 'mask_boxes', 'search_backend', 'bank_index', 'nn_distance',
+           'patch_map', 'anomaly_maps', 'normalise', 'Predictor', 'predict', 'predict_batch', 'predict_folder',
+           'to_json', 'bundle_info']
 
 # %% ../nbs/08_inference.ipynb #53e70ebf
 class BundleError(ValueError):
@@ -68,6 +69,72 @@ def mask_boxes(mask:np.ndarray, # H×W, nonzero on defect pixels
     boxes = [[int(x), int(y), int(x + w - 1), int(y + h - 1), int(a)] for x, y, w, h, a in stats[1:] if a >= min_area]
     return sorted(boxes, key=lambda b: -b[4])
 
+# %% ../nbs/08_inference.ipynb #909e67c3
+_FAISS_NOTE = ("faiss-cpu is not installed: nearest-neighbour search falls back to numpy (exact, slower on large memory banks); "
+               "pip install 'defect_nb[anomaly]' for faiss")
+
+def search_backend(backend:str='auto', # 'faiss', 'numpy', or 'auto': faiss when installed, else numpy (with a warning)
+                  ) -> str:
+    "The nearest-neighbour backend that will run: 'faiss' or 'numpy'."
+    if backend not in ('auto', 'faiss', 'numpy'): raise ValueError(f"search backend must be 'auto', 'faiss' or 'numpy', got {backend!r}")
+    if backend == 'numpy': return 'numpy'
+    try: import faiss  # noqa: F401
+    except ImportError:
+        if backend == 'faiss': raise ImportError(_FAISS_NOTE) from None
+        warnings.warn(_FAISS_NOTE, stacklevel=2); return 'numpy'
+    return 'faiss'
+
+def bank_index(bank:np.ndarray, # K×D float32 memory bank
+               backend:str='auto', # 'faiss', 'numpy' or 'auto' (see `search_backend`)
+              ):
+    "A search structure for `bank`: an exact faiss `IndexFlatL2`, or the bank itself for numpy."
+    bank = np.ascontiguousarray(bank, dtype=np.float32)
+    if search_backend(backend) == 'numpy': return bank
+    import faiss
+    index = faiss.IndexFlatL2(bank.shape[1]); index.add(bank); return index
+
+def nn_distance(queries:np.ndarray, # M×D float32 patch features
+                index, # from `bank_index`: a faiss index, or the bank array (numpy search)
+                chunk:int=2048, # numpy search: queries per block (memory: chunk × bank rows floats)
+               ) -> np.ndarray: # M Euclidean distances to the nearest bank row
+    "Distance of each query to its nearest memory-bank row (exact, by faiss or by numpy)."
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    if not isinstance(index, np.ndarray):
+        d2, _ = index.search(q, 1); return np.sqrt(np.maximum(d2[:, 0], 0))
+    b2 = (index * index).sum(1); out = np.empty(len(q), np.float32)
+    for i in range(0, len(q), chunk):
+        x = q[i:i + chunk]
+        d2 = (x * x).sum(1, keepdims=True) - 2 * x @ index.T + b2[None]
+        out[i:i + chunk] = np.sqrt(np.maximum(d2.min(1), 0))
+    return out
+
+# %% ../nbs/08_inference.ipynb #c739ce47
+def patch_map(dist:np.ndarray, # h×w nearest-neighbour distances of one image's patches
+              size, # the map's side in pixels (the model's input side), or (height, width)
+              sigma:float=4., # Gaussian blur in pixels at `size` (PatchCore's 4); 0: none
+             ) -> np.ndarray: # float32 map, size × size
+    "The anomaly map of one image: patch distances upsampled bilinearly to `size`, then blurred."
+    h, w = (size, size) if isinstance(size, int) else size
+    m = cv2.resize(np.asarray(dist, np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    return cv2.GaussianBlur(m, (0, 0), sigma) if sigma > 0 else m
+
+def anomaly_maps(features:np.ndarray, # N×D×h×w patch features (the bundle's ONNX output)
+                 index, # the memory bank's search structure, from `bank_index`
+                 size, # the maps' side (the model's input side)
+                 sigma:float=4., # Gaussian blur of the map, pixels
+                ) -> np.ndarray: # float32 N×size×size raw maps (distances)
+    "Raw anomaly maps: every patch's distance to its nearest memory-bank patch, upsampled and blurred."
+    n, d, h, w = features.shape
+    dist = nn_distance(features.transpose(0, 2, 3, 1).reshape(-1, d), index).reshape(n, h, w)
+    return np.stack([patch_map(x, size, sigma) for x in dist]) if n else np.zeros((0, size, size), np.float32)
+
+def normalise(raw, # raw anomaly scores or maps (distances, ≥ 0)
+              scale:float, # the run's scale: the median image score of normal validation images
+             ):
+    "Scores in [0, 1): raw / (raw + scale); 0.5 is a typical good part, and the order (so every AUROC) is unchanged."
+    raw = np.maximum(np.asarray(raw, np.float32), 0)
+    return raw / (raw + np.float32(scale))
+
 # %% ../nbs/08_inference.ipynb #ee198b34
 class Predictor:
     "Predictions of a bundle with onnxruntime: one image, a batch, or a folder."
@@ -75,18 +142,31 @@ class Predictor:
                  meta:dict, # its checked bundle.json, from `read_bundle`
                  session, # an onnxruntime session of the bundle's model
                  variant:str, # 'fp32' or 'int8': which of the bundle's models `session` runs
+                 search:str='auto', # anomaly bundles: nearest-neighbour backend, 'auto' (faiss when installed), 'faiss' or 'numpy'
                 ):
         self.dir, self.meta, self.session, self.variant = Path(bundle_dir), meta, session, variant
         self.task, self.classes, self.inp = meta['task'], list(meta['classes']), meta['input']
         self.threshold = float(meta['threshold'])
         neg = meta.get('negative_class')
         self.neg = self.classes.index(neg) if neg in self.classes else None
+        if self.task == 'anomaly': self._load_bank(search)
+
+    def _load_bank(self, search):
+        a = self.meta.get('anomaly') or {}
+        name = a.get('bank')
+        if not name or name not in self.meta['files']: raise BundleError(f"{self.dir} is an anomaly bundle without a memory bank listed in bundle.json")
+        try: bank = np.load(self.dir/name, allow_pickle=False)
+        except (ValueError, OSError) as e: raise BundleError(f"{name} in {self.dir} is not a plain .npy array: {str(e)[:200]}") from None
+        if bank.ndim != 2 or bank.shape != (a.get('bank_size'), a.get('dim')):
+            raise BundleError(f"{name} in {self.dir} has shape {bank.shape}; bundle.json says {a.get('bank_size')}×{a.get('dim')}")
+        self.bank, self.index = bank.astype(np.float32, copy=False), bank_index(bank, search)
 
     @classmethod
     def load(cls, bundle_dir, # a folder written by `export_bundle`
              variant:str|None=None, # 'fp32' (model.onnx), 'int8' (model.int8.onnx), or None: the bundle's default variant
              threads:int|None=None, # onnxruntime intra-op threads (default: onnxruntime's)
              verify:bool=True, # check the files' sha256 against bundle.json
+             search:str='auto', # anomaly bundles: nearest-neighbour backend ('auto', 'faiss', 'numpy')
             ) -> 'Predictor':
         "Load and check a bundle."
         import onnxruntime as ort
@@ -101,7 +181,7 @@ class Predictor:
         if threads: so.intra_op_num_threads = threads
         try: sess = ort.InferenceSession(str(Path(bundle_dir)/name), so, providers=['CPUExecutionProvider'])
         except Exception as e: raise BundleError(f"{name} in {bundle_dir} is not a model onnxruntime can load: {str(e).splitlines()[0][:200]}") from None
-        return cls(bundle_dir, meta, sess, variant)
+        return cls(bundle_dir, meta, sess, variant, search)
 
     def inputs(self, images:list) -> np.ndarray:
         "The model input for uint8 images (the bundle's preprocessing)."
@@ -109,8 +189,11 @@ class Predictor:
         return to_input(np.stack([preprocess(im, i['size'], i['channels'], i.get('clahe', False)) for im in images]), i.get('mean'), i.get('std'))
 
     def probabilities(self, images:list) -> np.ndarray:
-        "Raw probabilities: N×C (classifier) or N×C×H×W (segmenter, at the model's size)."
-        return self.session.run(None, {self.inp.get('name', 'input'): self.inputs(images)})[0]
+        "Raw probabilities: N×C (classifier) or N×C×H×W (segmenter, at the model's size); anomaly: N×H×W maps in [0, 1) (`normalise`d)."
+        out = self.session.run(None, {self.inp.get('name', 'input'): self.inputs(images)})[0]
+        if self.task != 'anomaly': return out
+        a = self.meta['anomaly']
+        return normalise(anomaly_maps(out, self.index, self.inp['size'], a['sigma']), a['score_scale'])
 
 # %% ../nbs/08_inference.ipynb #8c2aa952
 def _result(self, img:np.ndarray, p:np.ndarray, filename:str, threshold:float|None, min_area:int) -> dict:
@@ -121,6 +204,14 @@ def _result(self, img:np.ndarray, p:np.ndarray, filename:str, threshold:float|No
         return dict(filename=filename, prediction=self.classes[k], confidence=float(p[k]),
                     probabilities={c: float(v) for c, v in zip(self.classes, p)},
                     defect_score=defect, defective=(defect >= t) if defect is not None else True, threshold=t if defect is not None else None)
+    if self.task == 'anomaly':                                     # p: the map in [0, 1) at the model's size
+        s = float(p.max()); h, w = img.shape[:2]; defective = s >= t
+        amap = cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR); mask = (amap >= t).astype(np.uint8)
+        a = self.meta['anomaly']; area = int(mask.sum())
+        return dict(filename=filename, prediction=self.classes[1] if defective else self.classes[0], confidence=s if defective else 1 - s,
+                    probabilities={self.classes[0]: 1 - s, self.classes[1]: s}, defect_score=s, score=float(a['score_scale'] * s / max(1 - s, 1e-12)),
+                    defective=defective, threshold=t, defect_area=area, defect_fraction=area / mask.size,
+                    boxes=mask_boxes(mask, min_area=max(1, min_area // 4)), mask_rle=rle_encode(mask), mask=mask, anomaly_map=amap)
     fg = p[1:].sum(0)                                              # defect probability at the model's size
     h, w = img.shape[:2]
     prob = cv2.resize(fg, (w, h), interpolation=cv2.INTER_LINEAR)
@@ -135,7 +226,7 @@ def predict(self, image, # a path, bytes, file object or uint8 array
             threshold:float|None=None, # decision threshold (default: the bundle's)
             min_area:int=20, # segmenters: defect pixels for an image to be defective
            ) -> dict:
-    "Predict one image: class, confidence, probabilities, defective, threshold (and mask, area, boxes for segmenters)."
+    "Predict one image: class, confidence, probabilities, defective, threshold (and mask, area, boxes for segmenters; and the map for anomaly bundles)."
     img = image if isinstance(image, np.ndarray) else load_image(image, name=filename)
     name = filename or (Path(str(image)).name if isinstance(image, (str, os.PathLike)) else '<array>' if isinstance(image, np.ndarray) else '<bytes>')
     return _result(self, img, self.probabilities([img])[0], name, threshold, min_area)
