@@ -129,8 +129,12 @@ def _fmt_metrics(row:dict) -> str:
                 '  defect-nb train --task segment --data ~/datasets/magnetic-tile --arch unet_lite0 --size 192 --out runs/mt\n'
                 '  defect-nb train --task classify --data elpv --class-weights balanced --loss focal --out runs/elpv\n'
                 '  defect-nb train --task classify --data neu-det/ --arch small_cnn --no-pretrained --epochs 20 --out runs/neu-cnn\n'
-                '  defect-nb train --resume runs/neu-cnn          # continue an interrupted run from its last finished epoch'),
-      args=[(['--task'], dict(choices=['classify', 'segment'], default='classify', help='classify (default) or segment')),
+                '  defect-nb train --resume runs/neu-cnn          # continue an interrupted run from its last finished epoch\n'
+                '  defect-nb train --task anomaly --data ~/datasets/magnetic-tile --normal-class Free --out runs/mt-anomaly   # good parts only'),
+      args=[(['--task'], dict(choices=['classify', 'segment', 'anomaly'], default='classify',
+                            help='classify (default), segment, or anomaly: a PatchCore memory bank from good parts only (--normal-class)')),
+            (['--normal-class'], dict(default='ok', help="anomaly: the label of good parts, the only images the memory bank sees (default 'ok')")),
+            (['--coreset'], dict(type=float, default=0.01, help='anomaly: memory-bank size, a fraction of training patches (≤ 1) or a number of rows (default 0.01)')),
             (['--data'], dict(help="dataset folder, CSV, or 'elpv' (required unless --resume)")),
             (['--resume'], dict(metavar='RUN', help='continue the interrupted run folder RUN with its own settings and data')),
             (['--source'], dict(choices=['synth', 'folder', 'voc', 'masks', 'csv', 'elpv'], help='layout of --data (default: detected)')),
@@ -174,6 +178,7 @@ def train_cmd(a, # the parsed command line of `defect-nb train`
         try: r = resume(a.resume, progress=not a.json, device=a.device, num_workers=a.workers)
         except KeyboardInterrupt: raise KeyboardInterrupt(f"interrupted again; continue with: defect-nb train --resume {a.resume}") from None
     elif not a.data: raise ValueError("give --data DATASET (or --resume RUN to continue an interrupted run)")
+    elif a.task == 'anomaly': return _train_anomaly(a)
     else:
         try: r = _train(a, train)
         except KeyboardInterrupt:
@@ -182,6 +187,16 @@ def train_cmd(a, # the parsed command line of `defect-nb train`
             raise KeyboardInterrupt(f"interrupted after {n} finished epoch(s), which are kept; continue with: defect-nb train --resume {run}") from None
     if a.json: print(json.dumps(dict(run=str(r.path), best_epoch=r.best_epoch, **{k: v for k, v in r.metrics.items()}), default=str)); return
     print(f"run {r.path}: {len(r.history)} epochs, {_fmt_metrics(r.metrics)} (best epoch {r.best_epoch} by {r.config['monitor']})")
+
+def _train_anomaly(a):
+    from defect_nb.anomaly import train_anomaly
+    r = train_anomaly(a.data, a.normal_class, out=a.out, backbone=a.arch or 'efficientnet_lite0', size=a.size or 224, coreset=a.coreset,
+                      seed=a.seed, bs=a.bs or 16, source=a.source, valid_pct=a.valid_pct, test_pct=a.test_pct, split_file=a.split_file,
+                      labels=a.labels, overwrite=a.overwrite, progress=not a.json)
+    c = r.config
+    if a.json: print(json.dumps(dict(run=str(r.path), task='anomaly', bank_size=c['bank_size'], threshold=c['threshold'], seconds=c['seconds']))); return
+    print(f"run {r.path}: memory bank of {c['bank_size']:,} patches from {c['n_train_images']} {c['normal_class']!r} images; "
+          f"threshold {c['threshold']:.3f} ({c['seconds']['total']:.0f} s); next: defect-nb evaluate {r.path}")
 
 def _train(a, train):
     opts = {k: v for k, v in (('tta', a.tta), ('hidden', a.hidden)) if v is not None}
@@ -208,6 +223,8 @@ def evaluate_cmd(a, # the parsed command line of `defect-nb evaluate`
                  ):
     "`defect-nb evaluate` (see `defect-nb evaluate --help`): a thin layer over the library."
     from defect_nb.evaluate import evaluate
+    from defect_nb.train import load_config
+    if load_config(a.run).get('task') == 'anomaly': return _evaluate_anomaly(a)
     ep = a.epoch if a.epoch in ('best', 'last') else int(a.epoch)
     if a.defect_rate is not None and not 0 <= a.defect_rate <= 1: raise ValueError(f"--defect-rate must be in [0, 1], got {a.defect_rate}")
     ev = evaluate(a.run, a.split, ep, a.cost_fn, a.cost_fp, a.min_area, defect_rate=a.defect_rate, device=a.device, progress=not a.json)
@@ -220,6 +237,14 @@ def evaluate_cmd(a, # the parsed command line of `defect-nb evaluate`
               f"{m['test_missed_per_10k']:.0f} missed defects and {m['test_false_alarms_per_10k']:.0f} false alarms ({a.split} split)")
         if m.get('threshold_note'): print('note: ' + m['threshold_note'])
     print('wrote: ' + ', '.join(f.name for f in ev.files))
+
+def _evaluate_anomaly(a):
+    from defect_nb.anomaly import evaluate_anomaly
+    ev = evaluate_anomaly(a.run, a.split, progress=not a.json); m = ev.metrics
+    if a.json: print(json.dumps(m, default=float)); return
+    keys = ('n', 'n_defective', 'image_auroc', 'pixel_auroc', 'pro', 'threshold', 'recall', 'false_alarm_rate')
+    print(f"anomaly run {a.run}, {a.split} split: " + ', '.join(f"{k} {m[k]:.4g}" for k in keys if m.get(k) is not None))
+    print('wrote: ' + ', '.join(Path(f).name for f in ev.files))
 
 @verb('explain', 'Grad-CAM of a run for one image: writes the image beside its heatmap overlay.',
       examples=('  defect-nb explain --run runs/synth-cls --image scratch.png --out cam.png\n'
@@ -263,6 +288,14 @@ def export_cmd(a, # the parsed command line of `defect-nb export`
                ):
     "`defect-nb export` (see `defect-nb export --help`): a thin layer over the library."
     from defect_nb.export import export_bundle
+    from defect_nb.train import load_config
+    if load_config(a.run).get('task') == 'anomaly':
+        from defect_nb.anomaly import export_anomaly
+        if a.int8: raise ValueError('anomaly bundles are FP32 only: drop --int8')
+        m = export_anomaly(a.run, a.out, overwrite=a.overwrite)
+        if a.json: print(json.dumps(dict(bundle=str(a.out), parity=m['parity'], report=m['report']), default=float)); return
+        print(f"bundle {a.out}: {', '.join(m['files'])}; parity max |Δmap| {m['parity']['max_abs_diff']:.1e}, "
+              f"{m['report']['onnx_fp32']['b1_p50_ms']:.0f} ms per image at batch 1"); return
     ep = a.epoch if a.epoch in ('best', 'last') else int(a.epoch)
     m = export_bundle(a.run, a.out, ep, a.int8_mode if a.int8 else None, report=not a.no_report, report_n=a.report_n, overwrite=a.overwrite,
                       keep_int8=a.keep_int8)

@@ -17,8 +17,8 @@ from .synth import overlay_mask
 
 # %% auto #0
 __all__ = ['list_runs', 'list_bundles', 'default_threshold', 'read_upload', 'get_model', 'to_png', 'analyse', 'analyse_bundle',
-           'decide', 'bars_png', 'mask_overlay', 'heat_png', 'sample_truth', 'score', 'Dashboard', 'dashboard_notebook',
-           'voila_command']
+           'decide', 'bars_png', 'mask_overlay', 'heat_rgb', 'heat_png', 'sample_truth', 'score', 'Dashboard',
+           'dashboard_notebook', 'voila_command']
 
 # %% ../nbs/10_dashboard.ipynb #e46fbf48
 def list_runs(root='runs', # a folder of run folders
@@ -104,6 +104,7 @@ def analyse_bundle(bundle, # a bundle folder
     r = p.predict(img, filename='image')
     res = dict(task=p.task, classes=p.classes, image=img, epoch='bundle', run=str(bundle), overlay=None)
     if p.task == 'classify': res.update(prediction=r['prediction'], confidence=r['confidence'], probabilities=r['probabilities'])
+    elif p.task == 'anomaly': res.update(prob=r['anomaly_map'], defect_score=r['defect_score'])    # the map in [0, 1) at the image's size
     else: res['prob'] = r['probability']
     res['seconds'] = time.perf_counter() - t
     return res
@@ -111,12 +112,13 @@ def analyse_bundle(bundle, # a bundle folder
 def decide(res:dict, # a result of `analyse` or `analyse_bundle`
            threshold:float, # defect probability at or above which the image (or pixel) is defective
           ) -> dict:
-    "The decision at `threshold`: defective or not (classifier), or the thresholded mask and its area (segmenter)."
+    "The decision at `threshold`: defective or not (classifier), the thresholded mask and its area (segmenter), or the score against it (anomaly)."
     if res['task'] == 'classify':
         neg = negative_class(res['classes'])
         score = 1 - res['probabilities'][neg] if neg else None
         return dict(defect_score=score, defective=(score >= threshold) if score is not None else True)
     mask = (res['prob'] >= threshold).astype(np.uint8)
+    if res['task'] == 'anomaly': return dict(mask=mask, defect_area=int(mask.sum()), defect_score=res['defect_score'], defective=res['defect_score'] >= threshold)
     return dict(mask=mask, defect_area=int(mask.sum()), defective=bool(mask.sum() >= 20))
 
 # %% ../nbs/10_dashboard.ipynb #68a5c9aa
@@ -140,10 +142,15 @@ def mask_overlay(img:np.ndarray, # uint8 image, gray or RGB
     m = mask > 0; rgb[m] = (0.55 * rgb[m] + np.array([115, 0, 0])).astype(np.uint8)
     return rgb if truth is None else overlay_mask(rgb, truth, (0, 255, 0))
 
+def heat_rgb(prob:np.ndarray, # H×W probabilities (or anomaly scores) in [0, 1]
+            ) -> np.ndarray:
+    "A map in [0, 1] in colour (jet: blue low, red high), RGB uint8."
+    return cv2.cvtColor(cv2.applyColorMap((np.clip(prob, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+
 def heat_png(prob:np.ndarray, # H×W probabilities in [0, 1]
             ) -> bytes:
     "A probability map in [0, 1] as a colour PNG (jet)."
-    return to_png(cv2.cvtColor(cv2.applyColorMap((np.clip(prob, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB))
+    return to_png(heat_rgb(prob))
 
 # %% ../nbs/10_dashboard.ipynb #f57ce855
 def sample_truth(run, # a run folder
@@ -293,6 +300,12 @@ class Dashboard:
                          W.Image(value=to_png(r['overlay']), format='png', width=220, layout=W.Layout(border='1px solid #ccc')) if r['overlay'] is not None
                          else W.HTML('<i>no Grad-CAM for an ONNX bundle: choose its run for heatmaps</i>'),
                          W.Image(value=bars_png(r['probabilities']), format='png')]
+            elif r['task'] == 'anomaly':
+                kids += [W.HTML(f"<div class='dnb-prediction' style='font-size:18px'>anomaly score <b>{d['defect_score']:.3f}</b> → "
+                                f"{'DEFECTIVE' if d['defective'] else 'OK'}</div>"),
+                         W.Image(value=to_png(r['image']), format='png', width=220),
+                         W.Image(value=to_png(mask_overlay(r['image'], d['mask'] * 0, (self.truth or {}).get('mask')) // 2 + heat_rgb(r['prob']) // 2),
+                                 format='png', width=220, layout=W.Layout(border='1px solid #ccc'))]
             else:
                 kids += [W.HTML(f"<div class='dnb-prediction' style='font-size:18px'>defect area <b>{d['defect_area']:,}</b> px → "
                                 f"{'DEFECTIVE' if d['defective'] else 'OK'}</div>"),

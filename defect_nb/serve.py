@@ -163,7 +163,7 @@ def create_app(bundles, # a bundle folder, a list of them, or {name: folder}
     @app.post('/segment')
     def segment(file: UploadFile|None = File(None), model: str|None = Query(None), threshold: float|None = Query(None, ge=0, le=1)):
         p = pick(model)
-        if p.task != 'segment': raise APIError(400, 'not_a_segmenter', f"model {model or default!r} is a classifier; use /predict")
+        if p.task not in ('segment', 'anomaly'): raise APIError(400, 'not_a_segmenter', f"model {model or default!r} is a classifier; use /predict")
         png = lambda a: base64.b64encode(cv2.imencode('.png', a)[1].tobytes()).decode()
         with _turn():
             img = read_image(file); r = p.predict(img, filename=safe_name(file.filename), threshold=threshold)
@@ -171,6 +171,8 @@ def create_app(bundles, # a bundle folder, a list of them, or {name: folder}
             over = rgb.copy(); over[r['mask'] > 0] = (0.5 * over[r['mask'] > 0] + np.array([127, 0, 0])).astype(np.uint8)
             out = dict({k: v for k, v in to_json(r).items() if k != 'mask_rle'}, mask_png=png(r['mask'] * 255),
                        overlay_png=png(cv2.cvtColor(over, cv2.COLOR_RGB2BGR)))
+            if p.task == 'anomaly':                                    # the map itself, in colour (jet: blue normal, red anomalous)
+                out['heatmap_png'] = png(cv2.applyColorMap((np.clip(r['anomaly_map'], 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET))
             del img, r, rgb, over                                          # freed before the trim
         return out
 

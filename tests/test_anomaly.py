@@ -1,0 +1,140 @@
+"Good parts only (`defect_nb.anomaly`): the coreset, the run, the bundle and its Predictor, the CLI, the benchmark's smoke run."
+import json, os, subprocess, sys
+import numpy as np
+import pytest
+from conftest import ROOT
+
+
+@pytest.fixture(scope='module')
+def anomaly_run(tmp_path_factory):
+    "A tiny anomaly run and its bundle: synthetic 96 px images (half of them ok), 64 px input, a quarter of the patches kept."
+    from defect_nb.synth import synthesize
+    from defect_nb.data import load_table, make_split
+    from defect_nb.anomaly import train_anomaly, export_anomaly
+    d = tmp_path_factory.mktemp('anomaly')
+    synthesize(d / 'syn', 4, 96, seed=0, ok_share=0.5, progress=False)
+    table = make_split(load_table(d / 'syn'), 42)
+    run = train_anomaly(table, 'ok', out=d / 'run', size=64, coreset=0.25, bs=8, progress=False)
+    meta = export_anomaly(run.path, d / 'bundle', speed_n=2)
+    return d, run, meta
+
+
+def test_coreset_deterministic_and_never_larger_than_asked():
+    from defect_nb.anomaly import greedy_coreset, coreset_size
+    X = np.random.default_rng(0).normal(size=(500, 40)).astype(np.float32)
+    a, b, c = greedy_coreset(X, 37, seed=3), greedy_coreset(X, 37, seed=3), greedy_coreset(X, 37, seed=4)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert len(a) == 37 and len(set(a.tolist())) == 37 and a.max() < 500
+    assert len(greedy_coreset(X, 10_000)) == 500                                  # never more rows than there are
+    assert len(greedy_coreset(X, 12, proj_dim=8)) == 12
+    for want, n in [(0.01, 10_000), (0.3, 7), (250, 100), (1, 5)]:
+        assert coreset_size(want, n) <= n
+
+
+def test_unknown_normal_class_is_a_clear_error(synth_small, tmp_path):
+    from defect_nb.anomaly import train_anomaly, AnomalyError
+    with pytest.raises(AnomalyError) as e: train_anomaly(synth_small, 'good', out=tmp_path / 'r', size=64, progress=False)
+    msg = str(e.value)
+    assert isinstance(e.value, ValueError) and "'good' is not in the data" in msg and "'ok'" in msg and "'scratches'" in msg
+    assert not (tmp_path / 'r').exists()                                          # refused before any run folder is made
+
+
+def test_run_folder_and_threshold(anomaly_run):
+    d, run, _ = anomaly_run
+    cfg = json.loads((run.path / 'config.json').read_text())
+    bank = np.load(run.path / 'bank.npy', allow_pickle=False)
+    assert cfg['task'] == 'anomaly' and bank.shape == (cfg['bank_size'], cfg['dim']) and cfg['bank_size'] <= cfg['n_patches'] // 4 + 1
+    split = json.loads((run.path / 'threshold.json').read_text())
+    assert 0 < split['threshold'] < 1 and split['n_valid'] > 0
+
+
+def test_predictor_map_matches_pytorch(anomaly_run):
+    from defect_nb.anomaly import run_maps
+    from defect_nb.inference import Predictor, normalise, to_json
+    from defect_nb.train import run_table
+    from defect_nb.core import load_image
+    d, run, meta = anomaly_run
+    rows = run_table(run.path, 'test').image[:4].tolist()
+    ref = normalise(run_maps(run.path, rows), run.config['score_scale'])
+    for search in ('auto', 'numpy'):
+        p = Predictor.load(d / 'bundle', search=search)
+        got = p.probabilities([load_image(x) for x in rows])
+        assert got.shape == ref.shape and np.abs(got - ref).max() < 1e-3
+    r = p.predict(rows[0])
+    assert r['defect_score'] == pytest.approx(float(ref[0].max()), abs=1e-3)
+    assert r['defective'] == (r['defect_score'] >= r['threshold']) and r['prediction'] in ('ok', 'anomalous')
+    assert r['anomaly_map'].shape == load_image(rows[0]).shape[:2]
+    j = json.loads(json.dumps(to_json(r)))                                        # JSON-ready: no arrays left
+    assert {'prediction', 'confidence', 'defect_score', 'score', 'defective', 'threshold', 'boxes'} <= set(j)
+    assert meta['parity']['max_abs_diff'] < 1e-3
+
+
+def test_changed_memory_bank_is_refused(anomaly_run, tmp_path):
+    import shutil
+    from defect_nb.inference import Predictor, BundleError
+    d, _, _ = anomaly_run
+    b = tmp_path / 'tampered'; shutil.copytree(d / 'bundle', b)
+    bank = np.load(b / 'bank.npy'); bank[3, 5] += 0.5; np.save(b / 'bank.npy', bank)
+    with pytest.raises(BundleError, match='bank.npy'): Predictor.load(b)
+    (b / 'bank.npy').write_bytes(b'not an array')                                 # and unverified, a broken bank is still an error
+    with pytest.raises(BundleError, match='bank.npy'): Predictor.load(b, verify=False)
+
+
+def test_anomaly_prediction_needs_no_torch(anomaly_run):
+    d, run, _ = anomaly_run
+    img = run.config and sorted((d / 'syn' / 'images' / 'ok').glob('*.png'))[0]
+    code = ("import sys, json; from defect_nb.inference import Predictor, to_json; "
+            f"r = Predictor.load({str(d / 'bundle')!r}).predict({str(img)!r}); "
+            "assert 'torch' not in sys.modules and 'fastai' not in sys.modules; print(json.dumps(to_json(r)))")
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert 0 <= json.loads(out.stdout)['defect_score'] < 1
+
+
+def test_cli_train_evaluate_export_predict(tmp_path):
+    from defect_nb.synth import synthesize
+    from defect_nb.cli import main
+    synthesize(tmp_path / 'syn', 3, 96, seed=1, ok_share=0.5, progress=False)
+    assert main(['train', '--task', 'anomaly', '--data', str(tmp_path / 'syn'), '--normal-class', 'ok', '--size', '64',
+                 '--coreset', '0.2', '--out', str(tmp_path / 'run'), '--json']) == 0
+    assert json.loads((tmp_path / 'run' / 'config.json').read_text())['task'] == 'anomaly'
+    assert main(['evaluate', str(tmp_path / 'run'), '--json']) == 0
+    assert 'image_auroc' in json.loads((tmp_path / 'run' / 'metrics.json').read_text())
+    assert main(['export', str(tmp_path / 'run'), '--out', str(tmp_path / 'b'), '--json']) == 0
+    img = sorted((tmp_path / 'syn' / 'images' / 'scratches').glob('*.png'))[0]
+    assert main(['predict', '--model', str(tmp_path / 'b'), '--image', str(img)]) == 0
+    assert main(['train', '--task', 'anomaly', '--data', str(tmp_path / 'syn'), '--normal-class', 'good', '--out', str(tmp_path / 'r2')]) == 2
+
+
+def test_anomaly_bench_smoke(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'anomaly_bench.py'), 'synth', '--smoke', '--work', str(tmp_path / 'work'),
+                        '--out', str(tmp_path / 'res')], capture_output=True, text=True, timeout=600, cwd=ROOT,
+                       env={**os.environ, 'PYTHONWARNINGS': 'ignore'})
+    assert r.returncode == 0, (r.stdout[-1500:], r.stderr[-3000:])
+    res = json.loads((tmp_path / 'res' / 'smoke' / 'anomaly-synth.json').read_text())
+    assert res['smoke'] and res['command'].endswith('synth --smoke --work ' + str(tmp_path / 'work') + ' --out ' + str(tmp_path / 'res'))
+    m = res['metrics']
+    assert 0 <= m['image_auroc'] <= 1 and 0 <= m['pixel_auroc'] <= 1 and 0 <= m['pro'] <= 1
+    assert res['bank_size'] <= res['n_patches'] and res['inference_ms_b1']['b1_p50_ms'] > 0 and 'numpy' in res['search_ms_one_image']
+    assert 'Command: `python bench/anomaly_bench.py synth --smoke' in (tmp_path / 'res' / 'smoke' / 'anomaly-synth.md').read_text()
+
+
+def test_service_and_dashboard_on_an_anomaly_bundle(anomaly_run):
+    "POST /predict gives the verdict and score; /segment adds the heatmap; the dashboard's bundle path shows score and verdict."
+    import base64, cv2
+    from fastapi.testclient import TestClient
+    from defect_nb.serve import create_app
+    from defect_nb.dashboard import analyse_bundle, decide
+    from defect_nb.core import load_image
+    d, _, meta = anomaly_run
+    img = sorted((d / 'syn' / 'images' / 'scratches').glob('*.png'))[0]
+    c = TestClient(create_app(d / 'bundle'))
+    r = c.post('/predict', files={'file': (img.name, img.read_bytes(), 'image/png')}).json()
+    assert r['filename'] == img.name and 0 <= r['defect_score'] < 1 and r['defective'] == (r['defect_score'] >= meta['threshold'])
+    s = c.post('/segment', files={'file': (img.name, img.read_bytes(), 'image/png')}).json()
+    heat = cv2.imdecode(np.frombuffer(base64.b64decode(s['heatmap_png']), np.uint8), cv2.IMREAD_COLOR)
+    assert heat.shape[:2] == load_image(img).shape[:2] and s['defect_score'] == pytest.approx(r['defect_score'])
+    res = analyse_bundle(d / 'bundle', load_image(img))
+    assert res['task'] == 'anomaly' and res['prob'].shape == load_image(img).shape[:2]
+    lo, hi = decide(res, 0.0), decide(res, 0.9999)
+    assert lo['defective'] and not hi['defective'] and lo['defect_area'] == res['prob'].size
