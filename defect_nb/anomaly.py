@@ -128,11 +128,12 @@ def image_scores(maps:np.ndarray, # N×H×W anomaly maps
     "The image score: the maximum of its map."
     return maps.reshape(len(maps), -1).max(1) if len(maps) else np.zeros(0, np.float32)
 
-def _choose_threshold(s:np.ndarray, defective:np.ndarray, cost_fn:float, cost_fp:float) -> dict:
+def _choose_threshold(s:np.ndarray, defective:np.ndarray, cost_fn:float, cost_fp:float, defect_rate:float|None=None) -> dict:
     "The cost-based threshold on validation scores in [0, 1) (or, with no defect to price, the highest good score)."
     if defective.any() and (~defective).any():
-        tab = threshold_table(s, defective, cost_fn, cost_fp, steps=1001); t = best_threshold(tab)
-        return dict(threshold=t, source=f'chosen on valid by cost (missed defect {cost_fn:g}, false alarm {cost_fp:g})',
+        tab = threshold_table(s, defective, cost_fn, cost_fp, steps=1001, defect_rate=defect_rate); t = best_threshold(tab)
+        rate = f'{100 * defective.mean():.0f}% defective as in valid' if defect_rate is None else f'{100 * defect_rate:g}% defective on the line'
+        return dict(threshold=t, source=f'chosen on valid by cost (missed defect {cost_fn:g}, false alarm {cost_fp:g}, {rate})',
                     note=threshold_note(t, cost_fn, cost_fp), table=tab)
     t = float(np.ceil(s.max() * 1000) / 1000) if len(s) else 0.5
     return dict(threshold=min(t, 0.999), source='no defect in valid: just above the highest good validation score', note=None, table=None)
@@ -149,6 +150,7 @@ def train_anomaly(data, # a split table, a dataset path, or 'elpv'
                   sigma:float=4., # Gaussian blur of the maps, pixels
                   cost_fn:float=10., # cost of a missed defect (threshold)
                   cost_fp:float=1., # cost of a false alarm (threshold)
+                  defect_rate:float|None=None, # share of defective parts expected on the line (threshold); None: the validation split's own share
                   seed:int=42, # seeds split, projection and coreset
                   bs:int=16, # images per forward pass
                   source:str|None=None, # dataset layout when `data` is a path (default: detected)
@@ -156,7 +158,7 @@ def train_anomaly(data, # a split table, a dataset path, or 'elpv'
                   test_pct:float=0.2, # fraction of all images held out for test
                   split_file=None, # a split CSV to read (or write)
                   labels:str='binary', # ELPV: 'binary' or '4class'
-                  search:str='auto', # nearest-neighbour backend: 'auto', 'faiss', 'numpy'
+                  search:str='numpy', # nearest-neighbour backend: 'numpy' or 'faiss' (if installed)
                   overwrite:bool=False, # replace an existing run folder
                   progress:bool=True, # progress bars and a line per step
                  ) -> Run:
@@ -184,15 +186,15 @@ def train_anomaly(data, # a split table, a dataset path, or 'elpv'
     raw = image_scores(vmaps); bad = (va.label != normal_class).to_numpy()
     ref = raw[~bad] if (~bad).any() else raw
     scale = float(max(np.median(ref), 1e-6)) if len(ref) else 1.
-    thr = _choose_threshold(normalise(raw, scale), bad, cost_fn, cost_fp)
+    thr = _choose_threshold(normalise(raw, scale), bad, cost_fn, cost_fp, defect_rate)
     if thr['note']: say(thr['note'])
-    atomic_write(out/'threshold.json', json.dumps(dict(threshold=thr['threshold'], source=thr['source'], note=thr['note'], cost_fn=cost_fn, cost_fp=cost_fp,
+    atomic_write(out/'threshold.json', json.dumps(dict(threshold=thr['threshold'], source=thr['source'], note=thr['note'], cost_fn=cost_fn, cost_fp=cost_fp, defect_rate=defect_rate,
                                                        n_valid=int(len(va)), n_valid_defective=int(bad.sum())), indent=2))
     if thr['table'] is not None: thr['table'].to_csv(out/'threshold_table.csv', index=False)
     config = dict(task='anomaly', arch=f'patchcore-{backbone}', method='patchcore', classes=[normal_class, 'anomalous'], normal_class=normal_class,
                   backbone=backbone, weights=weights_id(backbone), layers=list(layers), proj_dim=proj_dim, dim=int(d), grid=[int(h), int(w)], sigma=sigma,
                   coreset=coreset, coreset_dim=coreset_dim, bank='bank.npy', bank_size=int(len(bank)), n_patches=int(n * h * w),
-                  n_train_images=int(n), score_scale=scale, search=search_backend(search) if search != 'auto' else ('faiss' if not isinstance(index, np.ndarray) else 'numpy'),
+                  n_train_images=int(n), score_scale=scale, search=search_backend(search),
                   preprocess=dict(size=size, channels=3, clahe=False, mean=IMAGENET_STATS[0], std=IMAGENET_STATS[1]),
                   source=table.attrs.get('source', 'table'), data_root=_abs(table.attrs.get('path', table.attrs.get('root'))), split_file=_abs(split_file),
                   dataset_split_file=table.attrs.get('split_file'), seed=seed, bs=bs, threshold=thr['threshold'],
@@ -211,7 +213,7 @@ def _maps(model, index, paths, size, sigma, bs, progress, desc):
     return np.concatenate(out) if out else np.zeros((0, size, size), np.float32)
 
 def load_anomaly(run, # an anomaly run folder
-                 search:str='auto', # nearest-neighbour backend
+                 search:str='numpy', # nearest-neighbour backend: 'numpy' or 'faiss'
                 ) -> tuple: # (PatchFeatures, search index, config)
     "A run's feature extractor, memory-bank index and config."
     cfg = load_config(run)
@@ -222,7 +224,7 @@ def load_anomaly(run, # an anomaly run folder
 def run_maps(run, # an anomaly run folder
              paths:list, # image files
              progress:bool=False, # a progress bar
-             search:str='auto', # nearest-neighbour backend
+             search:str='numpy', # nearest-neighbour backend: 'numpy' or 'faiss'
             ) -> np.ndarray: # raw maps N×size×size
     "Anomaly maps of images by a run (PyTorch features): the reference the exported bundle is checked against."
     model, index, cfg = load_anomaly(run, search)
@@ -255,10 +257,13 @@ def heat_overlay(img:np.ndarray, # uint8 image at the map's size, gray or RGB
                  amap:np.ndarray, # H×W map in [0, 1] (normalised scores)
                  mask:np.ndarray|None=None, # a true mask to outline in green
                  alpha:float=0.45, # weight of the heatmap
+                 vmin:float=0.3, # map value shown in deepest blue (0.3: a third of a typical good part's distance)
+                 vmax:float=0.7, # map value shown in deepest red (0.7: 2.3 times a typical good part's distance)
                 ) -> np.ndarray: # RGB uint8
     "The image with its anomaly map in colour (jet: blue normal, red anomalous) and the true defect outlined."
     rgb = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB) if img.ndim == 2 else img[..., :3].copy()
-    heat = cv2.cvtColor(cv2.applyColorMap((np.clip(amap, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    v = np.clip((np.asarray(amap, np.float32) - vmin) / (vmax - vmin), 0, 1)
+    heat = cv2.cvtColor(cv2.applyColorMap((v * 255).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
     out = cv2.addWeighted(rgb, 1 - alpha, heat, alpha, 0)
     return out if mask is None or not np.any(mask) else overlay_mask(out, mask, (0, 255, 0))
 
@@ -274,7 +279,7 @@ def _gallery(rows, idx, maps, masks, cfg, title, path):
 def evaluate_anomaly(run, # an anomaly run folder
                      split:str='test', # the split to evaluate
                      n_gallery:int=6, # images per gallery
-                     search:str='auto', # nearest-neighbour backend
+                     search:str='numpy', # nearest-neighbour backend: 'numpy' or 'faiss'
                      progress:bool=True, # a progress bar
                     ) -> Evaluation:
     "Image AUROC (with a bootstrap interval), pixel AUROC and PRO where masks exist, the run's threshold applied, galleries of maps."
@@ -344,7 +349,7 @@ def export_anomaly(run, # an anomaly run folder
                     output=dict(name='features', kind='patch features', shape=f"N×{cfg['dim']}×{cfg['grid'][0]}×{cfg['grid'][1]}"),
                     anomaly=dict(bank='bank.npy', bank_size=cfg['bank_size'], dim=cfg['dim'], sigma=cfg['sigma'], score_scale=cfg['score_scale'],
                                  score='max of the map; map = nearest-neighbour patch distance, upsampled and blurred; normalised d / (d + score_scale)',
-                                 backbone=cfg['backbone'], layers=cfg['layers'], search='exact L2 (faiss IndexFlatL2, or numpy)'),
+                                 backbone=cfg['backbone'], layers=cfg['layers'], search='exact L2 (numpy; faiss IndexFlatL2 on request)'),
                     threshold=thr['threshold'], threshold_source=thr['source'], negative_class=cfg['normal_class'],
                     metrics={k: v for k, v in met.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)},
                     quantization=None, default_variant='fp32', default_reason='anomaly bundles are FP32 (the map is a distance, not a class)',

@@ -70,22 +70,20 @@ def mask_boxes(mask:np.ndarray, # H×W, nonzero on defect pixels
     return sorted(boxes, key=lambda b: -b[4])
 
 # %% ../nbs/08_inference.ipynb #909e67c3
-_FAISS_NOTE = ("faiss-cpu is not installed: nearest-neighbour search falls back to numpy (exact, slower on large memory banks); "
-               "pip install 'defect_nb[anomaly]' for faiss")
+_FAISS_NOTE = ("search 'faiss' needs faiss-cpu (pip install faiss-cpu); the default numpy search is exact and was faster on a 2-core CPU "
+               "for memory banks up to 50,000 rows (see the anomaly notebook)")
 
-def search_backend(backend:str='auto', # 'faiss', 'numpy', or 'auto': faiss when installed, else numpy (with a warning)
+def search_backend(backend:str='numpy', # 'numpy' (the default: exact, blockwise matrix products) or 'faiss' (faiss-cpu's exact IndexFlatL2)
                   ) -> str:
-    "The nearest-neighbour backend that will run: 'faiss' or 'numpy'."
-    if backend not in ('auto', 'faiss', 'numpy'): raise ValueError(f"search backend must be 'auto', 'faiss' or 'numpy', got {backend!r}")
-    if backend == 'numpy': return 'numpy'
-    try: import faiss  # noqa: F401
-    except ImportError:
-        if backend == 'faiss': raise ImportError(_FAISS_NOTE) from None
-        warnings.warn(_FAISS_NOTE, stacklevel=2); return 'numpy'
-    return 'faiss'
+    "The nearest-neighbour backend, checked: 'numpy', or 'faiss' when faiss-cpu is installed (else a clear ImportError)."
+    if backend not in ('numpy', 'faiss'): raise ValueError(f"search backend must be 'numpy' or 'faiss', got {backend!r}")
+    if backend == 'faiss':
+        try: import faiss  # noqa: F401
+        except ImportError: raise ImportError(_FAISS_NOTE) from None
+    return backend
 
 def bank_index(bank:np.ndarray, # K×D float32 memory bank
-               backend:str='auto', # 'faiss', 'numpy' or 'auto' (see `search_backend`)
+               backend:str='numpy', # 'numpy' or 'faiss' (see `search_backend`)
               ):
     "A search structure for `bank`: an exact faiss `IndexFlatL2`, or the bank itself for numpy."
     bank = np.ascontiguousarray(bank, dtype=np.float32)
@@ -142,7 +140,7 @@ class Predictor:
                  meta:dict, # its checked bundle.json, from `read_bundle`
                  session, # an onnxruntime session of the bundle's model
                  variant:str, # 'fp32' or 'int8': which of the bundle's models `session` runs
-                 search:str='auto', # anomaly bundles: nearest-neighbour backend, 'auto' (faiss when installed), 'faiss' or 'numpy'
+                 search:str='numpy', # anomaly bundles: nearest-neighbour backend, 'numpy' or 'faiss' (if installed)
                 ):
         self.dir, self.meta, self.session, self.variant = Path(bundle_dir), meta, session, variant
         self.task, self.classes, self.inp = meta['task'], list(meta['classes']), meta['input']
@@ -166,7 +164,7 @@ class Predictor:
              variant:str|None=None, # 'fp32' (model.onnx), 'int8' (model.int8.onnx), or None: the bundle's default variant
              threads:int|None=None, # onnxruntime intra-op threads (default: onnxruntime's)
              verify:bool=True, # check the files' sha256 against bundle.json
-             search:str='auto', # anomaly bundles: nearest-neighbour backend ('auto', 'faiss', 'numpy')
+             search:str='numpy', # anomaly bundles: nearest-neighbour backend, 'numpy' or 'faiss' (if installed)
             ) -> 'Predictor':
         "Load and check a bundle."
         import onnxruntime as ort
