@@ -116,11 +116,14 @@ def segment_report(ev, cfg):
     t = ev.table; m = ev.metrics; d = t[t.defective]
     s = t.pred_area.sum() + t.true_area.sum(); tp = m['iou_pooled'] * s / (1 + m['iou_pooled'])
     fp, fn = t.pred_area.sum() - tp, t.true_area.sum() - tp
-    total = len(t) * cfg['preprocess']['size'] ** 2; tn = total - tp - fp - fn
+    total = t.pixels.sum() if 'pixels' in t else len(t) * cfg['preprocess']['size'] ** 2; tn = total - tp - fp - fn
     out = dict(dice_defective=m['dice_defective'], dice_defective_ci=bootstrap_ci(d.dice.to_numpy()),
                iou_defective=m['iou_defective'], iou_defective_ci=bootstrap_ci(d.iou.to_numpy()),
                dice_pooled=m['dice_pooled'], iou_pooled=m['iou_pooled'], miou=float((m['iou_pooled'] + tn / (tn + fp + fn)) / 2),
-               pixel_ap=m['pixel_ap'], image_auroc=m.get('image_auroc'), n_test=m['n'], n_defective=int(len(d)))
+               pixel_ap=m['pixel_ap'], image_auroc=m.get('image_auroc'), n_test=m['n'], n_defective=int(len(d)),
+               image_score=m.get('image_score', 'max_prob'), image_auroc_by_score=m.get('image_auroc_by_score'),
+               threshold=m.get('threshold'), min_area=m.get('min_area'), image_recall=m.get('image_recall'),
+               image_false_alarm_rate=m.get('image_false_alarm_rate'))
     if 'image_auroc' in m:
         y, sc = t.defective.to_numpy(), t.score.to_numpy()
         out['image_auroc_ci'] = bootstrap_ci((y, sc), lambda a, b: skm.roc_auc_score(a, b) if 0 < a.mean() < 1 else np.nan)
@@ -179,20 +182,23 @@ def run_one(name, a):
               overwrite=True, seed=42, progress=not a.smoke)
     else:
         print(f"{name}: training {r['arch']} at {size} px, 1 frozen + {epochs} epochs on {n_train} images", flush=True)
+        seg = dict(tile=64 if a.smoke and a.tile else a.tile, defect_share=a.defect_share) if r['task'] == 'segment' and a.tile else {}
         train(table, r['task'], r['arch'], method='fastai', epochs=epochs, size=size, bs=r['bs'], out=run, overwrite=True, seed=42,
-              loss=r.get('loss'), progress=not a.smoke)
+              loss=r.get('loss'), progress=not a.smoke, **seg)
     cfg = load_config(run); hist = pd.read_csv(run / 'history.csv')
     train_s = float(hist.seconds.sum()); n_valid = int((table.split == 'valid').sum())
     ev = evaluate(run, 'test', progress=False)
     cfg_m = cfg.get('method', 'fastai')
     res = dict(name=name, title=r['title'], protocol=r['protocol'], method=cfg_m, arch=cfg.get('options', {}).get('backbone', r['arch']),
-               tta=cfg.get('options', {}).get('tta'), params=cfg['params'], size=size,
+               tta=cfg.get('options', {}).get('tta'), params=cfg['params'], size=size if cfg['preprocess']['size'] else 'native',
+               tile=cfg['preprocess'].get('tile'), defect_share=cfg['preprocess'].get('defect_share'),
                epochs=recipe_text(cfg, epochs), best_epoch=cfg.get('best_epoch'), monitor=cfg['monitor'],
                loss=cfg['loss'], n_train=n_train, n_valid=n_valid, train_seconds=round(train_s, 1),
                train_img_s=round(n_train * len(hist) / train_s, 1), anchors=r['anchors'], goal=r['goal'], smoke=a.smoke,
                machine=machine(), command='python bench/real_bench.py ' + name + (' --smoke' if a.smoke else '')
                + (f' --method {a.method}' if a.method else '') + (f' --cv {a.cv}' if a.cv else '')
-               + (f' --epochs {a.epochs}' if a.epochs and not a.smoke else '') + (f' --size {a.size}' if a.size and not a.smoke else ''))
+               + (f' --epochs {a.epochs}' if a.epochs and not a.smoke else '') + (f' --size {a.size}' if a.size and not a.smoke else '')
+               + (f' --tile {a.tile} --defect-share {a.defect_share}' if a.tile else ''))
     if cfg_m != 'fastai': res['head'] = {k: cfg['head'][k] for k in ('param', 'value', 'feature_seconds', 'fit_seconds', 'cache_hits', 'computed')}
     res.update(classify_report(ev, cfg, name) if r['task'] == 'classify' else segment_report(ev, cfg))
     if a.cv and r['task'] == 'classify': res['cv'] = cross_validate(name, a, table, work, a.cv, method, size, r)
@@ -204,8 +210,9 @@ def run_one(name, a):
     fname = name + ('' if method == 'features' or r['task'] == 'segment' else f'-{method}')
     old = out / f'{fname}.json'
     if old.exists():                                           # keep the previous figures beside the new ones
-        o = json.loads(old.read_text()); keep = ('accuracy', 'binary_accuracy', 'dice_defective', 'iou_defective', 'image_auroc', 'train_seconds', 'epochs', 'size', 'method', 'arch')
-        res['before'] = o.get('before') if o.get('method', 'fastai') == res['method'] and 'before' in o else {k: o.get(k) for k in keep if k in o}
+        o = json.loads(old.read_text()); keep = ('accuracy', 'binary_accuracy', 'dice_defective', 'iou_defective', 'image_auroc', 'train_seconds', 'epochs', 'size', 'method', 'arch', 'tile')
+        same = o.get('method', 'fastai') == res['method'] and o.get('tile') == res.get('tile')
+        res['before'] = o.get('before') if same and 'before' in o else {k: o.get(k) for k in keep if k in o}
         if res['before'] is not None: res['before'].setdefault('method', 'fastai')
     (out / f'{fname}.json').write_text(json.dumps(res, indent=2, default=float))
     (out / f'{fname}.md').write_text(detail_md(res))
@@ -224,7 +231,9 @@ def show(key, v, c=None):
 
 def detail_md(r):
     key = r['goal'][0]; got = r.get(key)
-    lines = [f"**{r['title']}** ({r['protocol']}). {r['arch']} ({r['params'] / 1e6:.2f} M parameters), {r['size']} px, "
+    where = (f"native resolution (trained on {r['tile']} px tiles, {100 * r['defect_share']:.0f}% centred near a defect; whole images at test)"
+             if r.get('tile') else f"{r['size']} px")
+    lines = [f"**{r['title']}** ({r['protocol']}). {r['arch']} ({r['params'] / 1e6:.2f} M parameters), {where}, "
              f"{r['epochs']}{' epochs' if r.get('method', 'fastai') != 'features' else ''} (best epoch {r['best_epoch']} by valid {r['monitor']}), loss {r['loss']}; {r['n_train']} training, "
              f"{r['n_valid']} validation, {r['n_test']} test images. Training {r['train_seconds']:.0f} s "
              f"({r['train_img_s']:.1f} img/s incl. validation) on {r['machine']['cores']} CPU cores, {str(r['machine']['torch_threads']) + ' torch thread(s)' if 'torch_threads' in r['machine'] else 'torch default threads'}"
@@ -249,13 +258,17 @@ def detail_md(r):
                   f"| IoU / Dice, pixels pooled | {r['iou_pooled']:.3f} / {r['dice_pooled']:.3f} |",
                   f"| mIoU (background, defect; pixels pooled) | {r['miou']:.3f} |", f"| pixel AP | {r['pixel_ap']:.3f} |"]
         if r.get('image_auroc') is not None:
-            lines.append(f"| image-level detection AUROC (max pixel probability) | {show('auroc', r['image_auroc'], r.get('image_auroc_ci'))} |")
+            sc = {'max_prob': 'max pixel probability', 'area': 'predicted defect area', 'largest_region': 'largest predicted region'}[r.get('image_score', 'max_prob')]
+            lines.append(f"| image-level detection AUROC ({sc}{', chosen on valid' if r.get('image_auroc_by_score') and r.get('tile') is not None else ''}) | {show('auroc', r['image_auroc'], r.get('image_auroc_ci'))} |")
+        if r.get('image_recall') is not None and r.get('min_area') is not None:
+            lines.append(f"| pass/reject at pixel threshold {r['threshold']:.2f}, min. area {r['min_area']} px: defective parts caught / good parts rejected | "
+                         f"{pct(r['image_recall'])} / {pct(r['image_false_alarm_rate'])} |")
     if r.get('cv'):
         c = r['cv']; lines += ['', f"**{c['k']}-fold cross-validation** ({c['protocol']}): accuracy {100 * c['mean']:.2f} ± {100 * c['std']:.2f}% "
                                    f"(mean ± std over folds; lowest fold {100 * c['min']:.2f}%; folds: {', '.join(f'{100 * v:.2f}' for v in c['accuracies'])}), {c['seconds']:.0f} s in all."]
     if r.get('before'):
         b = r['before']; what = ', '.join(f"{k} {show(k, b[k])}" for k in ('accuracy', 'binary_accuracy', 'dice_defective', 'iou_defective') if b.get(k) is not None)
-        lines += ['', f"Before (previous results file): {what}, with {b.get('arch')} {b.get('size')} px, {b.get('epochs')} epochs, method {b.get('method')}, "
+        lines += ['', f"Before (previous results file): {what}, with {b.get('arch')} {b.get('size')} px{' tiles ' + str(b['tile']) if b.get('tile') else ''}, {b.get('epochs')} epochs, method {b.get('method')}, "
                       f"training {b.get('train_seconds', 0):.0f} s."]
     lines += ['', '| model | MB | test quality | agreement with FP32 | batch 1 img/s | batch img/s |', '|---|---|---|---|---|---|']
     for k, v in r['export'].items():
@@ -311,6 +324,8 @@ def main():
     ap.add_argument('names', nargs='*', help=f"one or more of {', '.join(RECIPES)}, or all")
     ap.add_argument('--data', help='folder holding neu-det/ and magnetic-tile/ (default $DEFECT_NB_DATASETS)')
     ap.add_argument('--epochs', type=int); ap.add_argument('--size', type=int)
+    ap.add_argument('--tile', type=int, help='segmentation: train on native-resolution tiles of this side, evaluate whole images')
+    ap.add_argument('--defect-share', type=float, default=0.5, help='with --tile: share of training tiles centred near a defect')
     ap.add_argument('--method', choices=['features', 'finetune', 'fastai'], help='classification method (default: features)')
     ap.add_argument('--cv', type=int, help='also K-fold cross-validate the classification recipe')
     ap.add_argument('--work', default=str(ROOT / 'runs' / 'bench')); ap.add_argument('--smoke', action='store_true')

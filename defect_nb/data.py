@@ -394,7 +394,7 @@ class ImageReader:
 
 class MaskReader:
     "Read a table row's mask (a file, or VOC boxes), normalise it to class indices and resize it (nearest)."
-    def __init__(self, size=160, # masks are resized to size × size (nearest neighbour)
+    def __init__(self, size=160, # masks are resized to size × size (nearest neighbour); None keeps the size
                  n_classes=2, # mask classes, background included
                  codes=None, # class names of index masks (None: binary 0/255 masks)
                 ): self.size, self.n_classes, self.codes = size, n_classes, codes
@@ -405,6 +405,7 @@ class MaskReader:
         elif isinstance(row.get('boxes'), str):
             m = rasterize_boxes(row['boxes'], _size(Path(row['image']))[::-1], self.codes if self.n_classes > 2 else None)
         else: raise DataError(f"image {Path(row['image']).name} has no mask and no boxes; segmentation needs one of them")
+        if self.size is None: return m                         # native size (tiled training, whole-image evaluation)
         h, w = (self.size, self.size) if isinstance(self.size, int) else self.size
         return cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST) if m.shape != (h, w) else m
 
@@ -416,7 +417,7 @@ def _check_splits(df):
     for s in ('train', 'valid'):
         if not (df.split == s).any(): raise DataError(f"the table has no '{s}' images; adjust valid_pct / the split file")
 
-def _fastai_dls(df, blocks, get_y, size, bs, channels, clahe, normalize, batch_tfms, num_workers, seed, task, oversample=False):
+def _fastai_dls(df, blocks, get_y, size, bs, channels, clahe, normalize, batch_tfms, num_workers, seed, task, oversample=False, item_tfms=None):
     from fastai.vision.all import DataBlock, ColSplitter, Normalize, ImageBlock, PILImageBW, PILImage
     _check_splits(df); set_seed(seed)
     d = df[df.split.isin(['train', 'valid'])].reset_index(drop=True).copy(); d['is_valid'] = d.split == 'valid'
@@ -424,7 +425,7 @@ def _fastai_dls(df, blocks, get_y, size, bs, channels, clahe, normalize, batch_t
     if normalize: tfms.append(Normalize.from_stats(*(IMAGENET_STATS if normalize == 'imagenet' else normalize)))
     img_block = ImageBlock(cls=PILImageBW if channels == 1 else PILImage)
     dblock = DataBlock(blocks=(img_block, blocks), get_x=ImageReader(size, channels, clahe), get_y=get_y,
-                       splitter=ColSplitter('is_valid'), batch_tfms=tfms)
+                       splitter=ColSplitter('is_valid'), item_tfms=item_tfms, batch_tfms=tfms)
     nw = default_workers() if num_workers is None else num_workers
     if oversample:      # draw training images with probability inversely proportional to their class's size
         freq = d.label.map(d[~d.is_valid].label.value_counts()).fillna(1).to_numpy()
@@ -456,13 +457,14 @@ def classify_dls(df:pd.DataFrame, # a split table
                        batch_tfms, num_workers, seed, 'classify', oversample)
 
 def segment_dls(df:pd.DataFrame, # a split table with masks or boxes
-                size:int=192, # images and masks are resized to size × size
+                size:int|None=192, # images and masks are resized to size × size; None keeps each image's own size (then crop in `item_tfms`)
                 bs:int=8, # batch size
                 codes:list|None=None, # mask class names; default `df.attrs['codes']` or background/defect
                 channels:int=3, # 3 for pretrained backbones (gray repeated), 1 for gray models
                 clahe:bool=False, # equalise contrast (CLAHE) before resizing
                 normalize='imagenet', # 'imagenet', (mean, std), or None
                 batch_tfms=None, # augmentation on the batch (images and masks alike)
+                item_tfms=None, # fastai item transforms on (image, mask) pairs, e.g. `train.TileCrop` for native-resolution tiles
                 num_workers:int|None=None, # DataLoader workers (default: `default_workers()`)
                 seed:int=42,
                ):
@@ -470,6 +472,7 @@ def segment_dls(df:pd.DataFrame, # a split table with masks or boxes
     from fastai.vision.all import MaskBlock
     codes = list(codes or ['background', 'defect'])
     get_y = MaskReader(size, len(codes), df.attrs.get('codes'))
-    dls = _fastai_dls(df, MaskBlock(codes), get_y, size, bs, channels, clahe, normalize, batch_tfms, num_workers, seed, 'segment')
+    dls = _fastai_dls(df, MaskBlock(codes), get_y, size, bs, channels, clahe, normalize, batch_tfms, num_workers, seed, 'segment',
+                      item_tfms=item_tfms)
     dls.codes = codes
     return dls

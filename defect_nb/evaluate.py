@@ -21,10 +21,10 @@ from .train import load_config, load_model, run_table, RunError
 from .synth import overlay_mask
 
 # %% auto #0
-__all__ = ['to_tensor', 'predict_images', 'negative_class', 'expected_calibration_error', 'classification_metrics',
+__all__ = ['SEG_SCORES', 'to_tensor', 'predict_images', 'negative_class', 'expected_calibration_error', 'classification_metrics',
            'defect_scores', 'threshold_table', 'best_threshold', 'threshold_note', 'bootstrap_ci', 'plot_confusion',
            'plot_roc_pr', 'plot_calibration', 'plot_threshold', 'plot_gallery', 'dice_iou', 'segmentation_metrics',
-           'Evaluation', 'evaluate', 'overlay_masks']
+           'image_scores', 'segmentation_operating_point', 'Evaluation', 'evaluate', 'overlay_masks']
 
 # %% ../nbs/05_evaluate.ipynb #4f315f60
 def to_tensor(imgs:np.ndarray, # N×H×W×C uint8 images from `core.preprocess`
@@ -39,8 +39,10 @@ def predict_images(model, # a model from `train.load_model`
                    pre:dict, # the run's preprocessing (`config['preprocess']`)
                    task:str='classify', # 'classify' or 'segment'
                    bs:int=32, device='cpu', progress:bool=False) -> np.ndarray:
-    "Probabilities for a list of uint8 images: N×C for classifiers, N×C×H×W for segmenters (softmax or 2-column sigmoid)."
+    """Probabilities for a list of uint8 images: N×C for classifiers, N×C×H×W for segmenters (softmax or 2-column sigmoid).
+    A run at native resolution (`preprocess['size']` None) sees each image at its own size: a list of C×H×W arrays."""
     dev = get_device(device); model = model.to(dev).eval(); out = []
+    if pre['size'] is None: bs = 1                              # images of different sizes: one at a time
     for i in tqdm(range(0, len(images), bs), disable=not progress, desc='predict', unit='batch'):
         batch = np.stack([preprocess(im, pre['size'], pre['channels'], pre['clahe']) for im in images[i:i + bs]])
         with torch.no_grad(): y = model(to_tensor(batch, pre.get('mean'), pre.get('std')).to(dev)).float()
@@ -48,6 +50,7 @@ def predict_images(model, # a model from `train.load_model`
             p = torch.sigmoid(y); y = torch.cat([1 - p, p], 1)
         else: y = F.softmax(y, dim=1)
         out.append(y.cpu().numpy())
+    if pre['size'] is None: return [o[0] for o in out]
     return np.concatenate(out) if out else np.zeros((0,))
 
 # %% ../nbs/05_evaluate.ipynb #cde60495
@@ -237,19 +240,20 @@ def dice_iou(pred:np.ndarray, # predicted mask (boolean or 0/1)
     if s == 0: return 1., 1.
     return float(2 * inter / s), float(inter / (s - inter))
 
-def segmentation_metrics(prob:np.ndarray, # N×H×W defect probabilities
-                         true:np.ndarray, # N×H×W true masks (0/1)
+def segmentation_metrics(prob, # N×H×W defect probabilities, or a list of H×W arrays (images of their own sizes)
+                         true, # N×H×W true masks (0/1), or a list
                          threshold:float=0.5, # pixel threshold
                          min_area:int=20, # predicted pixels for an image to count as defective
                          pixel_sample:int=2_000_000, # pixels used for the PR curve
                         ) -> tuple: # (metrics dict, per-image DataFrame)
     "Per-image and pooled Dice/IoU, pixel PR (AP), and image-level detection from masks."
-    pred = prob >= threshold
+    pred = [p >= threshold for p in prob]
     per = pd.DataFrame([dice_iou(p, t) for p, t in zip(pred, true)], columns=['dice', 'iou'])
-    per['true_area'] = true.reshape(len(true), -1).sum(1); per['pred_area'] = pred.reshape(len(pred), -1).sum(1)
-    per['score'] = prob.reshape(len(prob), -1).max(1); per['defective'] = per.true_area > 0; per['called'] = per.pred_area >= min_area
-    inter = (pred & true.astype(bool)).sum(); s = pred.sum() + true.sum()
-    rng = np.random.default_rng(0); flat_p, flat_t = prob.reshape(-1), true.reshape(-1).astype(bool)
+    per['true_area'] = [int((t > 0).sum()) for t in true]; per['pred_area'] = [int(p.sum()) for p in pred]; per['pixels'] = [int(t.size) for t in true]
+    per['score'] = [float(p.max()) for p in prob]; per['defective'] = per.true_area > 0; per['called'] = per.pred_area >= min_area
+    inter = sum(int((p & (t > 0)).sum()) for p, t in zip(pred, true)); s = int(per.pred_area.sum() + per.true_area.sum())
+    flat_p, flat_t = _flat(prob, true)
+    rng = np.random.default_rng(0)
     idx = rng.choice(flat_p.size, min(pixel_sample, flat_p.size), replace=False) if flat_p.size > pixel_sample else slice(None)
     m = dict(n=int(len(true)), dice_mean=float(per.dice.mean()), iou_mean=float(per.iou.mean()),
              dice_defective=float(per[per.defective].dice.mean()) if per.defective.any() else None,
@@ -262,6 +266,54 @@ def segmentation_metrics(prob:np.ndarray, # N×H×W defect probabilities
              image_false_alarm_rate=float(per[~per.defective].called.mean()) if (~per.defective).any() else None)
     if per.defective.nunique() == 2: m['image_auroc'] = float(skm.roc_auc_score(per.defective, per.score))
     return m, per
+
+def _flat(prob, true):
+    "All pixels of a list (or stack) of probability maps and masks, flattened: (probabilities, booleans)."
+    return (np.concatenate([np.asarray(p).reshape(-1) for p in prob]) if len(prob) else np.zeros(0),
+            np.concatenate([(np.asarray(t) > 0).reshape(-1) for t in true]) if len(true) else np.zeros(0, bool))
+
+
+# %% ../nbs/05_evaluate.ipynb #bfcaea8e
+SEG_SCORES = ('max_prob', 'area', 'largest_region')
+
+def image_scores(prob:list, # H×W defect probabilities per image
+                 threshold:float=0.5, # pixel threshold (for the area scores)
+                ) -> dict:
+    "Per-image defect scores from masks: largest probability, predicted area, and area of the largest connected region."
+    out = {k: [] for k in SEG_SCORES}
+    for p in prob:
+        m = (np.asarray(p) >= threshold).astype(np.uint8)
+        n, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+        out['max_prob'].append(float(np.max(p))); out['area'].append(int(m.sum()))
+        out['largest_region'].append(int(stats[1:, cv2.CC_STAT_AREA].max()) if n > 1 else 0)
+    return {k: np.asarray(v, float) for k, v in out.items()}
+
+def segmentation_operating_point(prob:list, # validation defect probabilities, H×W per image
+                                 true:list, # validation masks
+                                 cost_fn:float=10., # cost of a missed defective part
+                                 cost_fp:float=1., # cost of a false alarm
+                                 thresholds=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8), # pixel thresholds tried
+                                 areas=(1, 5, 10, 20, 50, 100, 200, 400), # minimum defect areas tried, pixels
+                                ) -> dict:
+    """The pixel threshold and minimum defect area of least image-level cost on validation images (ties: higher Dice on the
+    defective images, then the smaller area), and the image score of highest validation AUROC."""
+    defective = np.array([(np.asarray(t) > 0).any() for t in true]); rows = []
+    for thr in thresholds:
+        sc = image_scores(prob, thr)
+        dice = [dice_iou(np.asarray(p) >= thr, t)[0] for p, t, d in zip(prob, true, defective) if d]
+        for a in areas:
+            called = sc['area'] >= a                              # as `Predictor` decides: defect pixels ≥ min_area
+            missed, alarms = int((defective & ~called).sum()), int((~defective & called).sum())
+            rows.append(dict(threshold=thr, min_area=a, missed=missed, false_alarms=alarms, cost=cost_fn * missed + cost_fp * alarms,
+                             dice_defective=float(np.mean(dice)) if dice else float('nan')))
+    table = pd.DataFrame(rows)
+    best = table.sort_values(['cost', 'dice_defective', 'min_area'], ascending=[True, False, True]).iloc[0]
+    sc = image_scores(prob, float(best.threshold))
+    auroc = {k: float(skm.roc_auc_score(defective, v)) for k, v in sc.items()} if len(set(defective)) == 2 else {}
+    score = max(SEG_SCORES, key=lambda k: (auroc.get(k, 0), -SEG_SCORES.index(k)))
+    return dict(threshold=float(best.threshold), min_area=int(best.min_area), image_score=score, valid_auroc=auroc,
+                valid_cost=float(best.cost), valid_missed=int(best.missed), valid_false_alarms=int(best.false_alarms),
+                cost_fn=cost_fn, cost_fp=cost_fp, n_valid=int(len(true)), table=table)
 
 # %% ../nbs/05_evaluate.ipynb #36882ed3
 @dataclass
@@ -301,8 +353,9 @@ def _classify(model, cfg, rows, epoch, bs, device, progress):
     return p if p is not None else predict_images(model, _images(rows), cfg['preprocess'], 'classify', bs, device, progress)
 
 def _true_masks(rows, size):
-    mr = MaskReader(size)
-    return np.stack([mr(r) for r in rows.to_dict('records')])
+    "The rows' masks at `size` (a stack), or at their own sizes (a list) when `size` is None."
+    mr = MaskReader(size); ms = [mr(r) for r in rows.to_dict('records')]
+    return ms if size is None else np.stack(ms)
 
 # %% ../nbs/05_evaluate.ipynb #20d86ce3
 def evaluate(run, # a run folder
@@ -310,7 +363,7 @@ def evaluate(run, # a run folder
              epoch='best', # checkpoint: an epoch number, 'best' or 'last'
              cost_fn:float=10., # cost of a missed defect (threshold choice)
              cost_fp:float=1., # cost of a false alarm
-             min_area:int=20, # segmentation: predicted pixels for an image to count as defective
+             min_area:int|None=None, # segmentation: defect pixels for an image to count as defective (None: chosen on valid with the threshold)
              defect_rate:float|None=None, # expected share of defective parts on the line (default: the validation split's share)
              group_by:str|None=None, # a column to break results down by (default: 'type' when present, as in ELPV)
              device:str='cpu', bs:int=32, progress:bool=True,
@@ -359,17 +412,40 @@ def evaluate(run, # a run folder
             if items: files.append(plot_gallery(items, out('errors.png'), title=f'misclassified ({split}), most confident first'))
     else:
         probs = predict_images(model, _images(rows), pre, 'segment', bs, device, progress)
-        fg = probs[:, 1:].sum(1)                                  # defect = any non-background class
-        true = (_true_masks(rows, pre['size']) > 0).astype(np.uint8)
-        m, per = segmentation_metrics(fg, true, min_area=min_area)
+        fg = [p[1:].sum(0) for p in probs]                        # defect = any non-background class
+        true = [(t > 0).astype(np.uint8) for t in _true_masks(rows, pre['size'])]
+        op = None
+        if min_area is None:                                      # threshold, minimum area and image score: chosen on valid
+            if split == 'valid': vfg, vtrue = fg, true
+            else:
+                vrows = run_table(run, 'valid').reset_index(drop=True)
+                vfg = [p[1:].sum(0) for p in predict_images(model, _images(vrows), pre, 'segment', bs, device, False)]
+                vtrue = [(t > 0).astype(np.uint8) for t in _true_masks(vrows, pre['size'])]
+            op = segmentation_operating_point(vfg, vtrue, cost_fn, cost_fp)
+        thr, area = (op['threshold'], op['min_area']) if op else (0.5, min_area)
+        m, per = segmentation_metrics(fg, true, threshold=thr, min_area=area)
+        sc = image_scores(fg, thr)
+        for k, v in sc.items(): per[f'score_{k}'] = v
+        if per.defective.nunique() == 2:
+            m['image_auroc_by_score'] = {k: float(skm.roc_auc_score(per.defective, v)) for k, v in sc.items()}
+        if op:
+            m['image_score'] = op['image_score']; per['score'] = sc[op['image_score']]
+            if 'image_auroc_by_score' in m: m['image_auroc'] = m['image_auroc_by_score'][op['image_score']]
+            m['operating_point'] = {k: v for k, v in op.items() if k != 'table'}
+            if save:
+                atomic_write(run/'threshold.json', json.dumps(dict(threshold=thr, min_area=area, image_score=op['image_score'], cost_fn=cost_fn,
+                                                                   cost_fp=cost_fp, chosen_on='valid', epoch=epoch,
+                                                                   valid_missed=op['valid_missed'], valid_false_alarms=op['valid_false_alarms'],
+                                                                   n_valid=op['n_valid']), indent=2))
+                files.append(run/'threshold.json')
         rows = pd.concat([rows, per], axis=1)
         if save:
             files.append(_plot_seg_pr(fg, true, out('pixel_pr.png')))
             worst = rows.assign(i=range(len(rows))).sort_values('dice').head(12)
             items = []
             for r in worst.itertuples():
-                im = preprocess(load_image(r.image), pre['size'], 3)
-                items.append((overlay_masks(im, fg[r.i] >= 0.5, true[r.i]), f"{Path(r.image).name}\nDice {r.dice:.2f}", 'black'))
+                im = preprocess(load_image(r.image), pre['size'], 3)     # (native size when the run was trained on tiles)
+                items.append((overlay_masks(im, fg[r.i] >= thr, true[r.i]), f"{Path(r.image).name}\nDice {r.dice:.2f}", 'black'))
             files.append(plot_gallery(items, out('worst.png'), title='worst Dice: prediction red, truth green'))
     m.update(split=split, epoch=epoch, arch=cfg['arch'], task=cfg['task'])
     if save:
@@ -385,7 +461,7 @@ def overlay_masks(img:np.ndarray, # uint8 image
     return overlay_mask(img if true is None else overlay_mask(img, true, (0, 255, 0)), pred, (255, 0, 0))
 
 def _plot_seg_pr(prob, true, path):
-    flat_p, flat_t = prob.reshape(-1), true.reshape(-1).astype(bool)
+    flat_p, flat_t = _flat(prob, true)
     if flat_p.size > 2_000_000:
         i = np.random.default_rng(0).choice(flat_p.size, 2_000_000, replace=False); flat_p, flat_t = flat_p[i], flat_t[i]
     fig, ax = plt.subplots(figsize=(4.5, 4))

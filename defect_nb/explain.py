@@ -153,9 +153,9 @@ def localisation(run, # a run whose data has masks (synthetic, magnetic tile, VO
     "Mean CAM energy inside the true mask, pointing-game hit rate, and the uniform-map baseline, over defective images."
     cfg = load_config(run); pre = cfg['preprocess']; model = load_model(run, epoch)
     rows = run_table(run, split)
-    masks = _true_masks(rows, pre['size'])
-    keep = masks.reshape(len(masks), -1).max(1) > 0
-    rows, masks = rows[keep], masks[keep]
+    masks = _true_masks(rows, pre['size'])                      # a list at native size (tiled runs), else a stack
+    keep = np.array([m.max() > 0 for m in masks], bool)
+    rows, masks = rows[keep], [m for m, k in zip(masks, keep) if k]
     if n: rows, masks = rows.iloc[:n], masks[:n]
     if len(rows) == 0: raise ModelError(f"no defective images with masks in the {split} split of {run}")
     E, H, B = [], [], []

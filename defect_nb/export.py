@@ -20,8 +20,8 @@ from .evaluate import run_table, negative_class
 
 # %% auto #0
 __all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'CALIB_METHODS', 'INT8_BAR', 'ExportError', 'Probabilities', 'to_onnx',
-           'ort_session', 'model_inputs', 'parity', 'calibration_rows', 'agreement', 'preprocess_onnx', 'output_nodes',
-           'quantize', 'speed', 'quality', 'node_noise', 'int8_search', 'export_bundle']
+           'ort_session', 'model_inputs', 'centre_tile', 'parity', 'calibration_rows', 'agreement', 'preprocess_onnx',
+           'output_nodes', 'quantize', 'speed', 'quality', 'node_noise', 'int8_search', 'export_bundle']
 
 # %% ../nbs/07_export.ipynb #cf97c01b
 class ExportError(RuntimeError):
@@ -41,9 +41,10 @@ class Probabilities(nn.Module):
 
 def to_onnx(model:nn.Module, # a trained model (eval mode is set here)
             path, # the .onnx file to write
-            size:int, # input side
+            size:int, # input side (with `dynamic_hw`: the example's side)
             channels:int=3, # input channels
             opset:int=17, # ONNX opset version
+            dynamic_hw:bool=False, # height and width dynamic too (segmenters trained on tiles run on whole images of any size)
            ) -> Path:
     "Export `model` with a softmax head to ONNX (dynamic batch axis, input `input`, output `probs`), checked by onnx."
     path = Path(path); tmp = path.with_name(f'.{path.name}.tmp')
@@ -51,7 +52,8 @@ def to_onnx(model:nn.Module, # a trained model (eval mode is set here)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         torch.onnx.export(w, torch.zeros(1, channels, size, size), str(tmp), input_names=['input'], output_names=['probs'],
-                          dynamic_axes={'input': {0: 'batch'}, 'probs': {0: 'batch'}}, opset_version=opset, dynamo=False)
+                          dynamic_axes={k: {0: 'batch', **({2: 'height', 3: 'width'} if dynamic_hw else {})} for k in ('input', 'probs')},
+                          opset_version=opset, dynamo=False)
     onnx.checker.check_model(str(tmp))
     os.replace(tmp, path)
     return path
@@ -69,8 +71,19 @@ def ort_session(path, # an .onnx file
 def model_inputs(images:list, # uint8 images, from `core.load_image`
                  pre:dict, # a run's preprocessing: its config's 'preprocess' (size, channels, clahe, mean, std)
                 ) -> np.ndarray:
-    "The float32 NCHW input for a list of uint8 images, with a run's preprocessing."
-    return to_input(np.stack([preprocess(im, pre['size'], pre['channels'], pre['clahe']) for im in images]), pre.get('mean'), pre.get('std'))
+    """The float32 NCHW input for a list of uint8 images, with a run's preprocessing. A run trained on native-resolution tiles
+    (`size` None) gets each image's centre tile: fixed-shape stand-ins for calibration and the measurements."""
+    fit = (lambda a: a) if pre['size'] is not None else (lambda a: centre_tile(a, pre['tile']))
+    return to_input(np.stack([fit(preprocess(im, pre['size'], pre['channels'], pre['clahe'])) for im in images]), pre.get('mean'), pre.get('std'))
+
+def centre_tile(a:np.ndarray, # H×W or H×W×C
+                tile:int, # the side wanted
+               ) -> np.ndarray:
+    "The centre `tile`×`tile` window of an image or mask, reflect-padded where it is smaller."
+    ph, pw = max(0, tile - a.shape[0]), max(0, tile - a.shape[1])
+    if ph or pw: a = np.pad(a, [(ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)] + [(0, 0)] * (a.ndim - 2), mode='reflect')
+    y, x = (a.shape[0] - tile) // 2, (a.shape[1] - tile) // 2
+    return np.ascontiguousarray(a[y:y + tile, x:x + tile])
 
 def parity(model:nn.Module, # the PyTorch model
            session, # an onnxruntime session of its export, from `ort_session`
@@ -194,7 +207,9 @@ def quality(probs:np.ndarray, # probabilities, N×C (classify) or N×C×H×W (se
     if cfg['task'] == 'classify':
         y = np.array([cfg['classes'].index(l) for l in rows.label]); return dict(accuracy=float((probs.argmax(1) == y).mean()))
     from defect_nb.evaluate import _true_masks, dice_iou
-    true = _true_masks(rows, cfg['preprocess']['size']) > 0; pred = probs.argmax(1) > 0
+    pre = cfg['preprocess']
+    true = _true_masks(rows, pre['size'])
+    true = (np.stack([centre_tile(m, pre['tile']) for m in true]) if pre['size'] is None else true) > 0; pred = probs.argmax(1) > 0
     return dict(dice_mean=float(np.mean([dice_iou(p, t)[0] for p, t in zip(pred, true)])))
 
 def _predict(session, x, bs=32): return np.concatenate([session.run(None, {'input': x[i:i + bs]})[0] for i in range(0, len(x), bs)])
@@ -325,9 +340,17 @@ def export_bundle(run, # a run folder
     x_par = model_inputs([load_image(p) for p in test.image[:parity_n]], pre)
     tmp = out.with_name(f'.{out.name}.tmp-{os.getpid()}'); shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
     try:
-        to_onnx(model, tmp/'model.onnx', pre['size'], pre['channels'])
+        native = pre['size'] is None                                # trained on tiles: whole images of any size at inference
+        to_onnx(model, tmp/'model.onnx', pre['tile'] if native else pre['size'], pre['channels'], dynamic_hw=native)
         s32 = ort_session(tmp/'model.onnx')
         par = parity(model, s32, x_par)
+        if native:                                                  # and on whole test images at their own sizes, one at a time
+            whole = [parity(model, s32, to_input(preprocess(load_image(p), None, pre['channels'], pre['clahe'])[None], pre.get('mean'), pre.get('std')))
+                     for p in test.image[:4]]
+            par['native'] = dict(n_images=len(whole), max_abs_diff=max(w_['max_abs_diff'] for w_ in whole),
+                                 argmax_agreement=min(w_['argmax_agreement'] for w_ in whole))
+            par['max_abs_diff'] = max(par['max_abs_diff'], par['native']['max_abs_diff'])
+            par['argmax_agreement'] = min(par['argmax_agreement'], par['native']['argmax_agreement'])
         if par['max_abs_diff'] > atol or par['argmax_agreement'] < 1:
             raise ExportError(f"ONNX disagrees with the checkpoint on {par['n_images']} test images: max |Δp| {par['max_abs_diff']:.2e} "
                               f"(allowed {atol:.0e}), argmax agreement {par['argmax_agreement']:.4f}")
@@ -368,9 +391,11 @@ def export_bundle(run, # a run folder
         classes = cfg['classes']
         meta = dict(format=BUNDLE_FORMAT, version=BUNDLE_VERSION, task=cfg['task'], classes=classes, arch=cfg['arch'], params=cfg.get('params'),
                     input=dict(name='input', layout='NCHW', dtype='float32', size=pre['size'], channels=pre['channels'], clahe=pre['clahe'],
+                               **(dict(tile=pre['tile'], scheme='native resolution: whole image at its own size') if pre['size'] is None else {}),
                                mean=pre.get('mean'), std=pre.get('std'), resize='cv2: INTER_AREA to shrink, INTER_LINEAR to enlarge; gray repeated to 3 channels'),
                     output=dict(name='probs', kind='probabilities', shape='N×C' if cfg['task'] == 'classify' else 'N×C×H×W'),
                     threshold=thr.get('threshold', 0.5), threshold_source='threshold.json (chosen on valid by cost)' if thr else 'default 0.5',
+                    **(dict(min_area=int(thr.get('min_area', 20)), image_score=thr.get('image_score', 'max_prob')) if cfg['task'] == 'segment' else {}),
                     negative_class=negative_class(classes) if cfg['task'] == 'classify' else classes[0],
                     metrics={k: v for k, v in json.loads(met_file.read_text()).items() if not isinstance(v, (dict, list))} if met_file.exists() else {},
                     quantization=quantize_mode, default_variant='int8' if int8 and int8['passes'] else 'fp32',

@@ -470,7 +470,7 @@ def create_learner(dls, # from `data.classify_dls` or `data.segment_dls`
         counts = dls.table[dls.table.split == 'train'].label.value_counts()
         class_weights = [len(dls.table[dls.table.split == 'train']) / (n * max(1, counts.get(c, 0))) for c in classes]
     n_out = 1 if (task == 'classify' and loss == 'bce') else n
-    size = dls.preprocess['size']
+    size = dls.preprocess['size'] or dls.preprocess.get('tile')      # native-resolution tiles: the tile is the training size
     model, splitter, info = build_model(arch, n_out, task, n_in=dls.preprocess['channels'], pretrained=pretrained,
                                         weights=weights, img_size=size, **options)
     lf = make_loss(task, loss, n, class_weights, gamma, alpha)

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd
 import torch, torch.nn as nn, torch.nn.functional as F
-from fastai.vision.all import (Callback, Recorder, RandTransform, TensorImage, Dihedral, Flip, Brightness, Contrast,
+from PIL import Image
+from fastai.vision.all import (Callback, Recorder, RandTransform, TensorImage, Dihedral, Flip, Brightness, Contrast, PadMode, fastuple,
                                EarlyStoppingCallback, valley)
 import defect_nb
 from .core import runs_dir, set_seed, get_device, atomic_write, in_test
@@ -21,9 +22,10 @@ from .models import create_learner, build_model, resolve_arch, ModelError
 from .features import fit_probe, recipe_for, CANDIDATES
 
 # %% auto #0
-__all__ = ['METHODS', 'RunError', 'BlurNoise', 'augmentations', 'plot_history', 'RunSaver', 'save_state', 'distributed_rank',
-           'Run', 'prepare_run_dir', 'FrozenBN', 'train', 'suggest_lr', 'train_classifier', 'train_segmenter',
-           'load_config', 'list_epochs', 'checkpoint_path', 'load_model', 'run_table', 'finished_epochs', 'resume']
+__all__ = ['METHODS', 'RunError', 'BlurNoise', 'augmentations', 'TileCrop', 'plot_history', 'RunSaver', 'save_state',
+           'distributed_rank', 'Run', 'prepare_run_dir', 'FrozenBN', 'train', 'suggest_lr', 'train_classifier',
+           'train_segmenter', 'load_config', 'list_epochs', 'checkpoint_path', 'load_model', 'run_table',
+           'finished_epochs', 'resume']
 
 # %% ../nbs/04_train.ipynb #332cf332
 class RunError(ValueError):
@@ -62,6 +64,28 @@ def augmentations(flips:bool=True, # horizontal and vertical flips
     if lighting: tfms += [Brightness(max_lighting=lighting, p=0.75), Contrast(max_lighting=lighting, p=0.75)]
     if blur_noise: tfms.append(BlurNoise(p=blur_noise))
     return tfms
+
+# %% ../nbs/04_train.ipynb #ad87346b
+class TileCrop(RandTransform):
+    "A `tile`×`tile` window of an (image, mask) pair at native scale: near a defect pixel with probability `defect_share` in training."
+    split_idx, order = None, 1
+    def __init__(self, tile:int=192, # window side in pixels (a multiple of 32 for the U-Nets)
+                 defect_share:float=0.5, # training: share of windows centred near a random defect pixel
+                ):
+        super().__init__(p=1.); self.tile, self.defect_share = int(tile), float(defect_share)
+    def before_call(self, b, split_idx):
+        super().before_call(b, split_idx)
+        w, h = b[0].size; t = self.tile
+        ys, xs = np.nonzero(np.asarray(b[1]))
+        if split_idx:                                            # validation: deterministic
+            cy, cx = (int(np.median(ys)), int(np.median(xs))) if len(ys) else (h // 2, w // 2)
+        elif len(ys) and random.random() < self.defect_share:
+            k = random.randrange(len(ys)); j = t // 4
+            cy, cx = ys[k] + random.randint(-j, j), xs[k] + random.randint(-j, j)
+        else: cy, cx = random.randint(0, h - 1), random.randint(0, w - 1)
+        self.orig_sz = fastuple(w, h)
+        self.tl = fastuple(int(np.clip(cx - t // 2, 0, max(0, w - t))), int(np.clip(cy - t // 2, 0, max(0, h - t))))
+    def encodes(self, x:Image.Image): return x.crop_pad(self.tile, self.tl, orig_sz=self.orig_sz, pad_mode=PadMode.Reflection)
 
 # %% ../nbs/04_train.ipynb #2ee0e396
 def _versions():
@@ -173,14 +197,17 @@ def _save_split(table, out):
     if rel is None: return table.attrs.get('split_file')
     return str(atomic_write(out/'split.csv', pd.DataFrame(dict(image=rel, label=table.label, split=table.split)).to_csv(index=False)))
 
-def _loaders(table, task, size, bs, clahe, aug, oversample, num_workers, seed, device):
+def _loaders(table, task, size, bs, clahe, aug, oversample, num_workers, seed, device, tile=None, defect_share=0.5):
     "A run's DataLoaders on its device (training and resuming build them alike): (dls, device)."
     tfms = augmentations(**aug) if isinstance(aug, dict) else (augmentations() if aug else [])
     kw = dict(clahe=clahe, batch_tfms=tfms, num_workers=num_workers, seed=seed)
     if task == 'classify': dls = classify_dls(table, size, bs, oversample=oversample, **kw)
     else:
         if oversample: raise RunError("oversample is for classification; for segmentation use loss='ce_dice' or class_weights")
-        dls = segment_dls(table, size, bs, **kw)
+        if tile:                                              # native scale: no resize, a window per image
+            dls = segment_dls(table, None, bs, item_tfms=[TileCrop(tile, defect_share)], **kw)
+            dls.preprocess.update(tile=int(tile), defect_share=float(defect_share))
+        else: dls = segment_dls(table, size, bs, **kw)
     dev = get_device(device); dls.to(dev)
     return dls, dev
 
@@ -302,6 +329,8 @@ def train(data, # a split table, a dataset path, or 'elpv'
           size:int|None=None, # image side (default: chosen by `budget` for features, 160 classify, 192 segment)
           budget:float=10, # minutes of feature extraction the 'auto' recipe may plan for (classification)
           bs:int|None=None, # batch size (default 32 classify, 8 segment)
+          tile:int|None=None, # segmentation: train on `tile`×`tile` windows at native resolution (`TileCrop`); evaluate whole images
+          defect_share:float=0.5, # with `tile`: share of training windows centred near a defect pixel
           lr:float|None=None, # learning rate (default 2e-3 pretrained, 3e-3 from scratch; finetune: 1e-3 head, a tenth for the body)
           out=None, # run folder (default runs_dir()/<arch>-<source>)
           overwrite:bool=False, # replace an existing run folder
@@ -343,7 +372,10 @@ def train(data, # a split table, a dataset path, or 'elpv'
         return _train_probe(data, method, backbone, epochs, size, budget, bs, lr, out, overwrite, seed, source, valid_pct, test_pct,
                             split_file, labels, aug, clahe, class_weights, pretrained, weights, monitor, early_stop, device, num_workers,
                             cbs, progress, **options)
-    size = size or (160 if task == 'classify' else 192); bs = bs or (32 if task == 'classify' else 8)
+    if tile and task != 'segment': raise RunError("tile is for segmentation (task='segment'); classifiers see the whole image")
+    if tile and (int(tile) < 32 or int(tile) % 32): raise RunError(f"tile must be a multiple of 32 (the U-Nets' stride), got {tile}")
+    if not 0 <= defect_share <= 1: raise RunError(f"defect_share is a share of windows, between 0 and 1; got {defect_share}")
+    size = None if tile else (size or (160 if task == 'classify' else 192)); bs = bs or (32 if task == 'classify' else 8)
     set_seed(seed)
     table = _as_table(data, source, seed, valid_pct, test_pct, split_file, labels)
     source_name = table.attrs.get('source', 'table')
@@ -352,7 +384,7 @@ def train(data, # a split table, a dataset path, or 'elpv'
     if rank == 0: out = prepare_run_dir(out, overwrite)
     main_out, out = out, (out if rank == 0 else Path(tempfile.mkdtemp(prefix=f'defect_nb-rank{rank}-')))  # only rank 0 writes the run
     split_file = _save_split(table, out) if rank == 0 else str(main_out/'split.csv')
-    dls, dev = _loaders(table, task, size, bs, clahe, aug, oversample, num_workers, seed, device)
+    dls, dev = _loaders(table, task, size, bs, clahe, aug, oversample, num_workers, seed, device, tile, defect_share)
     set_seed(seed)
     learn = create_learner(dls, arch, pretrained=pretrained, weights=weights, loss=loss, class_weights=class_weights, path=out, **options)
     learn.model.to(dev)
@@ -473,7 +505,7 @@ def load_model(run, # a run folder
     "Rebuild a run's model from its config and load a checkpoint (`weights_only=True`); returns it in eval mode."
     cfg = load_config(run)
     model, _, _ = build_model(cfg['arch'], cfg['n_out'], cfg['task'], n_in=cfg['n_in'], pretrained=False,
-                              img_size=cfg['preprocess']['size'], **cfg.get('options', {}))
+                              img_size=cfg['preprocess']['size'] or cfg['preprocess'].get('tile'), **cfg.get('options', {}))
     sd = torch.load(checkpoint_path(run, epoch), map_location='cpu', weights_only=True)
     try: model.load_state_dict(sd)
     except RuntimeError as e: raise RunError(f"checkpoint {epoch} of {run} does not fit {cfg['arch']}: {str(e).splitlines()[0]}") from None
@@ -527,7 +559,8 @@ def resume(run, # an interrupted run folder
         if int(f.stem.split('_')[1]) > done: f.unlink()
     for f in run.glob('.*.tmp'): f.unlink()                             # half-written files of a killed process
     pre = cfg['preprocess']
-    dls, dev = _loaders(table, cfg['task'], pre['size'], cfg['bs'], pre['clahe'], cfg['aug'], cfg['oversample'], num_workers, cfg['seed'], device)
+    dls, dev = _loaders(table, cfg['task'], pre['size'], cfg['bs'], pre['clahe'], cfg['aug'], cfg['oversample'], num_workers, cfg['seed'], device,
+                        pre.get('tile'), pre.get('defect_share', 0.5))
     opts = dict(cfg.get('options', {}), **(dict(tta='none') if ft else {}))          # fine-tuning trains on single views
     learn = create_learner(dls, cfg['arch'], pretrained=False, loss=cfg['loss'], class_weights=cfg['class_weights'],
                            gamma=cfg.get('gamma', 2.0), alpha=cfg.get('alpha'), path=run, **opts)

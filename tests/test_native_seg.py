@@ -1,0 +1,49 @@
+"Segmentation at native resolution: tiles in training, whole images of any size at evaluation, export and prediction; the decision (threshold, minimum area) travels with the run."
+import json
+from pathlib import Path
+import numpy as np, pytest, cv2
+from defect_nb.core import load_image
+from defect_nb.train import train_segmenter, load_config, load_model, RunError
+from defect_nb.evaluate import evaluate, predict_images
+from defect_nb.export import export_bundle
+from defect_nb.inference import Predictor
+
+
+@pytest.fixture(scope='module')
+def native_run(synth_small, tmp_path_factory):
+    out = tmp_path_factory.mktemp('native') / 'run'
+    r = train_segmenter(synth_small, epochs=1, tile=32, bs=8, out=out, progress=False, num_workers=0)
+    return r.path
+
+
+def test_tiles_recorded_and_whole_images_evaluated(native_run):
+    pre = load_config(native_run)['preprocess']
+    assert pre['size'] is None and pre['tile'] == 32 and pre['defect_share'] == 0.5
+    ev = evaluate(native_run, progress=False)
+    assert ev.metrics['n'] == len(ev.table) and (ev.table.pixels == 64 * 64).all()    # whole 64 px images, not 32 px tiles
+    thr = json.loads((native_run / 'threshold.json').read_text())
+    assert thr['chosen_on'] == 'valid' and thr['min_area'] >= 1 and 0 < thr['threshold'] < 1
+    assert ev.metrics['min_area'] == thr['min_area'] and ev.metrics['image_score'] == thr['image_score']
+
+
+def test_export_parity_at_native_size_and_decision_in_bundle(native_run, synth_small, tmp_path):
+    evaluate(native_run, progress=False)
+    meta = export_bundle(native_run, tmp_path / 'b', report_n=4)
+    assert meta['input']['size'] is None and meta['input']['tile'] == 32
+    assert meta['parity']['native']['n_images'] == 4 and meta['parity']['native']['max_abs_diff'] < 1e-4
+    thr = json.loads((native_run / 'threshold.json').read_text())
+    assert meta['threshold'] == thr['threshold'] and meta['min_area'] == thr['min_area']
+    # an image of another size than the training tiles and images: the Predictor answers at that size, as PyTorch does
+    img = cv2.resize(load_image(next((Path(synth_small) / 'images' / 'scratches').glob('*.png'))), (96, 80))
+    res = Predictor.load(tmp_path / 'b').predict(img)
+    assert res['mask'].shape == (80, 96)
+    pt = predict_images(load_model(native_run), [img], load_config(native_run)['preprocess'], 'segment')[0]
+    assert pt.shape[-2:] == (80, 96) and np.abs(pt[1:].sum(0) - res['probability']).max() < 1e-4
+
+
+def test_tile_errors(synth_small, tmp_path):
+    with pytest.raises(RunError, match='multiple of 32'): train_segmenter(synth_small, tile=50, out=tmp_path / 'a', progress=False)
+    with pytest.raises(RunError, match='segmentation'):
+        from defect_nb.train import train_classifier
+        train_classifier(synth_small, tile=64, method='fastai', out=tmp_path / 'b', progress=False)
+    with pytest.raises(RunError, match='between 0 and 1'): train_segmenter(synth_small, tile=64, defect_share=2, out=tmp_path / 'c', progress=False)
