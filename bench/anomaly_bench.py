@@ -21,7 +21,7 @@ BENCH = {
     'mt': dict(title='Magnetic tile, good parts only', split='mt', normal='Free', supervised='mt', supervised_key='image_auroc',
                supervised_name='U-Net (unet_lite0, supervised), image AUROC from its map',
                protocol='the 6:2:2 split of the segmentation benchmark (seed 42); bank from the training split\'s Free images only; '
-                        'validation (Free + defects) sets the threshold; test = 268 images, 77 defective',
+                        'validation (Free + defects) sets the threshold',
                anchors=[('DifferNet (Rudolph et al., WACV 2021), own split', 'image_auroc', 0.977)],
                goals=dict(image_auroc=0.977, pixel_auroc=0.95)),
     'synth': dict(title='Synthetic steel, good parts only', split='synth-seg', normal='ok', supervised=None,
