@@ -123,6 +123,7 @@ def segment_report(ev, cfg):
                pixel_ap=m['pixel_ap'], image_auroc=m.get('image_auroc'), n_test=m['n'], n_defective=int(len(d)),
                image_score=m.get('image_score', 'max_prob'), image_auroc_by_score=m.get('image_auroc_by_score'),
                threshold=m.get('threshold'), min_area=m.get('min_area'), image_recall=m.get('image_recall'),
+               class_iou=m.get('class_iou'), miou_classes=m.get('miou_classes'), miou_defects=m.get('miou_defects'),
                image_false_alarm_rate=m.get('image_false_alarm_rate'))
     if 'image_auroc' in m:
         y, sc = t.defective.to_numpy(), t.score.to_numpy()
@@ -171,8 +172,12 @@ def run_one(name, a):
     r = dict(RECIPES[name]); work = Path(a.work); t_start = time.perf_counter()
     method = method_of(name, a)
     epochs = 1 if a.smoke else (a.epochs or r['epochs']); size = 64 if a.smoke else (a.size or r['size'])
-    run = work / (name + ('' if method == 'features' or r['task'] == 'segment' else f'-{method}') + ('-smoke' if a.smoke else ''))
+    suffix = '-classes' if a.mask_classes and r['task'] == 'segment' else ''      # a separate results file: the binary row stays
+    run = work / (name + ('' if method == 'features' or r['task'] == 'segment' else f'-{method}') + suffix + ('-smoke' if a.smoke else ''))
     table = table_for(name, a, work)
+    if a.mask_classes and r['task'] == 'segment':
+        from defect_nb.data import masks_by_label
+        table = masks_by_label(table)
     n_train = int((table.split == 'train').sum())
     if a.reuse and (run / 'config.json').exists() and load_config(run).get('epochs_done'):
         print(f'{name}: reusing {run}', flush=True)
@@ -198,7 +203,7 @@ def run_one(name, a):
                machine=machine(), command='python bench/real_bench.py ' + name + (' --smoke' if a.smoke else '')
                + (f' --method {a.method}' if a.method else '') + (f' --cv {a.cv}' if a.cv else '')
                + (f' --epochs {a.epochs}' if a.epochs and not a.smoke else '') + (f' --size {a.size}' if a.size and not a.smoke else '')
-               + (f' --tile {a.tile} --defect-share {a.defect_share}' if a.tile else ''))
+               + (f' --tile {a.tile} --defect-share {a.defect_share}' if a.tile else '') + (' --mask-classes label' if a.mask_classes else ''))
     if cfg_m != 'fastai': res['head'] = {k: cfg['head'][k] for k in ('param', 'value', 'feature_seconds', 'fit_seconds', 'cache_hits', 'computed')}
     res.update(classify_report(ev, cfg, name) if r['task'] == 'classify' else segment_report(ev, cfg))
     if a.cv and r['task'] == 'classify': res['cv'] = cross_validate(name, a, table, work, a.cv, method, size, r)
@@ -207,7 +212,7 @@ def run_one(name, a):
     res['wall_seconds'] = round(time.perf_counter() - t_start, 1)
     res['peak_rss_mb'] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     out = Path(a.out) / 'smoke' if a.smoke else Path(a.out); out.mkdir(parents=True, exist_ok=True)
-    fname = name + ('' if method == 'features' or r['task'] == 'segment' else f'-{method}')
+    fname = name + ('' if method == 'features' or r['task'] == 'segment' else f'-{method}') + suffix
     old = out / f'{fname}.json'
     if old.exists():                                           # keep the previous figures beside the new ones
         o = json.loads(old.read_text()); keep = ('accuracy', 'binary_accuracy', 'dice_defective', 'iou_defective', 'image_auroc', 'train_seconds', 'epochs', 'size', 'method', 'arch', 'tile')
@@ -260,6 +265,9 @@ def detail_md(r):
         if r.get('image_auroc') is not None:
             sc = {'max_prob': 'max pixel probability', 'area': 'predicted defect area', 'largest_region': 'largest predicted region'}[r.get('image_score', 'max_prob')]
             lines.append(f"| image-level detection AUROC ({sc}{', chosen on valid' if r.get('image_auroc_by_score') and r.get('tile') is not None else ''}) | {show('auroc', r['image_auroc'], r.get('image_auroc_ci'))} |")
+        if r.get('miou_classes') is not None:
+            lines.append(f"| mIoU over {len(r['class_iou'])} classes, background included (pixels pooled over the test split: the FDSNet / DEU-Net definition) | {r['miou_classes']:.3f} |")
+            lines.append('| per-class IoU | ' + ', '.join(f"{c} {'—' if v is None else f'{v:.3f}'}" for c, v in r['class_iou'].items()) + ' |')
         if r.get('image_recall') is not None and r.get('min_area') is not None:
             lines.append(f"| pass/reject at pixel threshold {r['threshold']:.2f}, min. area {r['min_area']} px: defective parts caught / good parts rejected | "
                          f"{pct(r['image_recall'])} / {pct(r['image_false_alarm_rate'])} |")
@@ -281,6 +289,9 @@ def detail_md(r):
     lines += ['', f"Goal {r['goal'][0]} ≥ {show(key, r['goal'][1])}: {'reached' if got is not None and got >= r['goal'][1] else 'not reached'} "
               f"({show(key, got)}). Command: `{r['command']}`"]
     return '\n'.join(lines) + '\n'
+
+
+def sizetxt(r): return f"native, {r['tile']} px tiles" if r.get('tile') else f"{r['size']} px"
 
 
 def summary(results=RESULTS):
@@ -308,11 +319,13 @@ def summary(results=RESULTS):
         e = r['export']; i8 = next((v for k, v in e.items() if 'int8' in k), None); f32 = e.get('onnx_fp32')
         speed = f"{i8['batch_img_s']:.0f} ({i8['batch_img_s'] / f32['batch_img_s']:.1f}×)" if i8 and f32 else '—'
         rows.append(f"| {r['title']} | {ours} | {anchors} | {r['goal'][0]} ≥ {show(r['goal'][0], r['goal'][1])} | {r['arch']} {r['params'] / 1e6:.1f} M, "
-                    f"{r['size']} px, {r['epochs']} | {r['train_seconds']:.0f} ({r['train_img_s']:.0f}) | {speed} |")
+                    f"{sizetxt(r)}, {r['epochs']} | {r['train_seconds']:.0f} ({r['train_img_s']:.0f}) | {speed} |")
         for extra in sorted(Path(results).glob(f'{name}-*.json')):          # other methods on the same benchmark
             e2 = json.loads(extra.read_text())
             if e2.get('smoke'): continue
-            rows.append(f"| {r['title']} ({e2['method']}) | {'<br>'.join(show(k, e2.get(k), e2.get(k + '_ci')) for k in keys[:1])} | | | {e2['arch']}, {e2['size']} px, {e2['epochs']} "
+            what = f"{e2['method']}, one mask class per defect type" if e2.get('miou_classes') is not None else e2['method']
+            shown = '<br>'.join(show(k, e2.get(k), e2.get(k + '_ci')) for k in keys[:1]) + (f"<br>mIoU ({len(e2['class_iou'])} classes) {e2['miou_classes']:.3f}" if e2.get('miou_classes') is not None else '')
+            rows.append(f"| {r['title']} ({what}) | {shown} | | | {e2['arch']}, {sizetxt(e2)}, {e2['epochs']} "
                         f"| {e2['train_seconds']:.0f} | |")
     rows += ['', 'Every figure is read from bench/results/NAME.json (written by `python bench/real_bench.py NAME`); the per-benchmark '
              'tables, with the exact command, are in bench/results/NAME.md. The test split is never used to choose a checkpoint or threshold.']
@@ -325,6 +338,7 @@ def main():
     ap.add_argument('--data', help='folder holding neu-det/ and magnetic-tile/ (default $DEFECT_NB_DATASETS)')
     ap.add_argument('--epochs', type=int); ap.add_argument('--size', type=int)
     ap.add_argument('--tile', type=int, help='segmentation: train on native-resolution tiles of this side, evaluate whole images')
+    ap.add_argument('--mask-classes', choices=['label'], help="segmentation: one mask class per defect label (mIoU over classes, as published)")
     ap.add_argument('--defect-share', type=float, default=0.5, help='with --tile: share of training tiles centred near a defect')
     ap.add_argument('--method', choices=['features', 'finetune', 'fastai'], help='classification method (default: features)')
     ap.add_argument('--cv', type=int, help='also K-fold cross-validate the classification recipe')

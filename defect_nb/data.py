@@ -19,7 +19,7 @@ from .core import (ImageError, load_image, preprocess, data_dir, default_workers
 __all__ = ['ELPV_NOTE', 'SOURCES', 'SPLITS', 'IMAGENET_STATS', 'DataError', 'normalize_mask', 'rasterize_boxes', 'from_folder',
            'from_voc', 'from_masks', 'from_csv', 'from_synth', 'from_elpv', 'detect_source', 'load_table',
            'default_split_file', 'make_split', 'summarize', 'subset', 'ImageReader', 'MaskReader', 'classify_dls',
-           'segment_dls']
+           'segment_dls', 'label_classes', 'masks_by_label']
 
 # %% ../nbs/02_data.ipynb #491fd62a
 class DataError(ValueError):
@@ -397,10 +397,15 @@ class MaskReader:
     def __init__(self, size=160, # masks are resized to size × size (nearest neighbour); None keeps the size
                  n_classes=2, # mask classes, background included
                  codes=None, # class names of index masks (None: binary 0/255 masks)
-                ): self.size, self.n_classes, self.codes = size, n_classes, codes
+                 by_label:dict|None=None, # binary masks whose defect class is the image's label: {label: class index} (`masks_by_label`)
+                ): self.size, self.n_classes, self.codes, self.by_label = size, n_classes, codes, by_label
     def __call__(self, row):
         mp = row.get('mask')
-        if isinstance(mp, str) and mp:
+        if isinstance(mp, str) and mp and self.by_label is not None:
+            if row['label'] not in self.by_label:
+                raise DataError(f"image {Path(row['image']).name} has label {row['label']!r}, which is not a mask class ({', '.join(self.by_label)})")
+            m = normalize_mask(load_image(mp), 2, name=f"mask {Path(mp).name!r}") * np.uint8(self.by_label[row['label']])
+        elif isinstance(mp, str) and mp:
             m = normalize_mask(load_image(mp), self.n_classes, name=f"mask {Path(mp).name!r}")
         elif isinstance(row.get('boxes'), str):
             m = rasterize_boxes(row['boxes'], _size(Path(row['image']))[::-1], self.codes if self.n_classes > 2 else None)
@@ -468,11 +473,30 @@ def segment_dls(df:pd.DataFrame, # a split table with masks or boxes
                 num_workers:int|None=None, # DataLoader workers (default: `default_workers()`)
                 seed:int=42,
                ):
-    "fastai DataLoaders for segmentation: masks normalised to class indices (binary background/defect by default)."
+    "fastai DataLoaders for segmentation: masks normalised to class indices (binary background/defect by default; one class per label after `masks_by_label`)."
     from fastai.vision.all import MaskBlock
-    codes = list(codes or ['background', 'defect'])
-    get_y = MaskReader(size, len(codes), df.attrs.get('codes'))
+    by_label = df.attrs.get('mask_classes') == 'label'
+    codes = list(codes or (df.attrs['codes'] if by_label else ['background', 'defect']))
+    get_y = MaskReader(size, len(codes), df.attrs.get('codes'), label_classes(codes, df.attrs.get('normal_label')) if by_label else None)
     dls = _fastai_dls(df, MaskBlock(codes), get_y, size, bs, channels, clahe, normalize, batch_tfms, num_workers, seed, 'segment',
                       item_tfms=item_tfms)
     dls.codes = codes
     return dls
+
+def label_classes(codes:list, # mask class names, background first (`masks_by_label`)
+                  normal:str|None=None, # the defect-free label: class 0
+                 ) -> dict:
+    "{label: mask class index} for masks whose defect class is the image's label."
+    return {**{c: i for i, c in enumerate(codes) if i}, **({normal: 0} if normal else {})}
+
+def masks_by_label(table:pd.DataFrame, # a table of binary masks with a label per image (e.g. magnetic tile's folders)
+                   normal:str|None=None, # the defect-free label (its masks are empty); default: a label named like free/ok/good
+                  ) -> pd.DataFrame:
+    "The same table with one mask class per defect label: an image's defect pixels take its label's class."
+    if 'mask' not in table: raise DataError("masks_by_label needs a table with a mask column (image + mask pairs)")
+    labels = sorted(set(table.label))
+    if normal is None: normal = next((l for l in labels if l.lower().removeprefix('mt_') in ('free', 'ok', 'good', 'normal')), None)
+    elif normal not in labels: raise DataError(f"normal label {normal!r} is not in the table; labels: {', '.join(labels)}")
+    t = table.copy(); t.attrs = dict(table.attrs)
+    t.attrs.update(codes=['background'] + [l for l in labels if l != normal], mask_classes='label', normal_label=normal)
+    return t

@@ -16,7 +16,7 @@ from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
 import matplotlib.pyplot as plt
 from .core import load_image, preprocess, to_input, atomic_write, get_device
-from .data import load_table, make_split, MaskReader, DataError
+from .data import load_table, make_split, MaskReader, DataError, label_classes
 from .train import load_config, load_model, run_table, RunError
 from .synth import overlay_mask
 
@@ -24,7 +24,7 @@ from .synth import overlay_mask
 __all__ = ['SEG_SCORES', 'to_tensor', 'predict_images', 'negative_class', 'expected_calibration_error', 'classification_metrics',
            'defect_scores', 'threshold_table', 'best_threshold', 'threshold_note', 'bootstrap_ci', 'plot_confusion',
            'plot_roc_pr', 'plot_calibration', 'plot_threshold', 'plot_gallery', 'dice_iou', 'segmentation_metrics',
-           'image_scores', 'segmentation_operating_point', 'Evaluation', 'evaluate', 'overlay_masks']
+           'image_scores', 'segmentation_operating_point', 'class_iou', 'Evaluation', 'evaluate', 'overlay_masks']
 
 # %% ../nbs/05_evaluate.ipynb #4f315f60
 def to_tensor(imgs:np.ndarray, # N×H×W×C uint8 images from `core.preprocess`
@@ -315,6 +315,21 @@ def segmentation_operating_point(prob:list, # validation defect probabilities, H
                 valid_cost=float(best.cost), valid_missed=int(best.missed), valid_false_alarms=int(best.false_alarms),
                 cost_fn=cost_fn, cost_fp=cost_fp, n_valid=int(len(true)), table=table)
 
+def class_iou(probs:list, # C×H×W class probabilities per image
+              true:list, # H×W class-index masks
+              classes:list, # class names, background first
+             ) -> dict:
+    """Per-class IoU over all test pixels pooled (the confusion matrix of the argmax against the truth) and its means:
+    `miou_classes` over every class with background, the mIoU of FDSNet and DEU-Net; `miou_defects` without background.
+    A class absent from both prediction and truth has no IoU (left out of the means)."""
+    n = len(classes); cm = np.zeros((n, n), np.int64)
+    for p, t in zip(probs, true):
+        cm += np.bincount(n * np.asarray(t, np.int64).reshape(-1) + np.asarray(p).argmax(0).reshape(-1), minlength=n * n).reshape(n, n)
+    den = cm.sum(0) + cm.sum(1) - np.diag(cm)
+    iou = np.where(den > 0, np.diag(cm) / np.maximum(1, den), np.nan)
+    return dict(class_iou={c: (None if np.isnan(v) else float(v)) for c, v in zip(classes, iou)},
+                miou_classes=float(np.nanmean(iou)), miou_defects=float(np.nanmean(iou[1:])) if np.isfinite(iou[1:]).any() else None)
+
 # %% ../nbs/05_evaluate.ipynb #36882ed3
 @dataclass
 class Evaluation:
@@ -438,6 +453,9 @@ def evaluate(run, # a run folder
                                                                    valid_missed=op['valid_missed'], valid_false_alarms=op['valid_false_alarms'],
                                                                    n_valid=op['n_valid']), indent=2))
                 files.append(run/'threshold.json')
+        if cfg.get('mask_classes') == 'label':                    # one class per defect type: per-class IoU, mIoU as published
+            mr = MaskReader(pre['size'], len(classes), by_label=label_classes(classes, cfg.get('normal_label')))
+            m.update(class_iou(probs, [mr(r) for r in rows.to_dict('records')], classes))
         rows = pd.concat([rows, per], axis=1)
         if save:
             files.append(_plot_seg_pr(fg, true, out('pixel_pr.png')))

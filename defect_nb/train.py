@@ -17,7 +17,7 @@ from fastai.vision.all import (Callback, Recorder, RandTransform, TensorImage, D
                                EarlyStoppingCallback, valley)
 import defect_nb
 from .core import runs_dir, set_seed, get_device, atomic_write, in_test
-from .data import load_table, make_split, classify_dls, segment_dls
+from .data import load_table, make_split, classify_dls, segment_dls, masks_by_label
 from .models import create_learner, build_model, resolve_arch, ModelError
 from .features import fit_probe, recipe_for, CANDIDATES
 
@@ -398,6 +398,8 @@ def train(data, # a split table, a dataset path, or 'elpv'
                   classes=learn.model_info['classes'], loss=learn.model_info['loss'], class_weights=learn.model_info['class_weights'],
                   pretrained=learn.model_info['pretrained'], params=learn.model_info['params'], preprocess=dls.preprocess,
                   source=source_name, data_root=_abs(table.attrs.get('path', table.attrs.get('root'))), split_file=_abs(split_file),
+                  mask_classes=table.attrs.get('mask_classes') if task == 'segment' else None,
+                  normal_label=table.attrs.get('normal_label') if task == 'segment' else None,
                   dataset_split_file=table.attrs.get('split_file'),
                   seed=seed, epochs=epochs, freeze_epochs=freeze_epochs if learn.model_info['pretrained'] else 0, lr=lr, bs=bs,
                   aug=aug, oversample=oversample, monitor=monitor, early_stop=early_stop, gamma=learn.model_info['gamma'],
@@ -554,6 +556,7 @@ def resume(run, # an interrupted run folder
     ft = cfg.get('method') == 'finetune'
     if ft and not done: raise RunError(f"{run} stopped before its frozen-feature head was saved; train it again (nothing to resume)")
     table = run_table(run, None)
+    if cfg.get('mask_classes') == 'label': table = masks_by_label(table, cfg.get('normal_label'))
     hist = pd.read_csv(run/'history.csv').iloc[:done] if done else pd.DataFrame()
     for f in run.glob('epoch_*.pth'):                                   # a checkpoint without its history row is redone
         if int(f.stem.split('_')[1]) > done: f.unlink()

@@ -47,3 +47,13 @@ def test_tile_errors(synth_small, tmp_path):
         from defect_nb.train import train_classifier
         train_classifier(synth_small, tile=64, method='fastai', out=tmp_path / 'b', progress=False)
     with pytest.raises(RunError, match='between 0 and 1'): train_segmenter(synth_small, tile=64, defect_share=2, out=tmp_path / 'c', progress=False)
+
+
+def test_one_mask_class_per_label(synth_small, tmp_path):
+    from defect_nb.data import load_table, make_split, masks_by_label
+    t = masks_by_label(make_split(load_table(synth_small), seed=0, save=False))
+    run = train_segmenter(t, epochs=1, tile=32, bs=8, out=tmp_path / 'mc', progress=False, num_workers=0).path
+    cfg = load_config(run)
+    assert cfg['mask_classes'] == 'label' and cfg['normal_label'] == 'ok' and cfg['n_out'] == 7 and cfg['classes'][0] == 'background'
+    m = evaluate(run, progress=False).metrics
+    assert list(m['class_iou']) == cfg['classes'] and 0 <= m['miou_classes'] <= 1
