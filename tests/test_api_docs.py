@@ -9,7 +9,7 @@ import dataclasses, importlib, inspect, warnings
 import pytest
 from fastcore.docments import docments
 
-MODULES = ['core', 'synth', 'data', 'models', 'features', 'train', 'evaluate', 'explain', 'export', 'inference', 'serve', 'dashboard', 'batch', 'cli']
+MODULES = ['core', 'synth', 'data', 'models', 'features', 'train', 'evaluate', 'explain', 'export', 'inference', 'serve', 'dashboard', 'batch', 'anomaly', 'cli']
 
 # Names that mean the same thing everywhere in defect_nb and in torch/fastai, so a comment on each would repeat itself.
 SELF_EXPLANATORY = {
