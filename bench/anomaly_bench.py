@@ -43,6 +43,7 @@ def main():
     ap.add_argument('--coreset', type=float, default=0.01, help='bank size: fraction of training patches (≤ 1) or rows')
     ap.add_argument('--work', default=str(ROOT / 'runs' / 'bench')); ap.add_argument('--smoke', action='store_true')
     ap.add_argument('--out', default=str(RESULTS), help='results folder (default bench/results; smoke runs: its smoke/)')
+    ap.add_argument('--reuse', action='store_true', help='evaluate and export the finished run in --work instead of training again')
     a = ap.parse_args()
     from defect_nb.anomaly import train_anomaly, evaluate_anomaly, export_anomaly
     from defect_nb.inference import bank_index, nn_distance
@@ -52,7 +53,10 @@ def main():
     table = table_for(b['split'], a, work)
     if a.name == 'elpv': table = table.assign(mask=None) if 'mask' in table else table
     tag = f"anomaly-{a.name}{'-smoke' if a.smoke else ''}"
-    run = train_anomaly(table, b['normal'], out=work / tag, backbone=a.backbone, size=size, coreset=a.coreset, overwrite=True, progress=not a.smoke)
+    if a.reuse and (work / tag / 'bank.npy').exists():
+        from defect_nb.train import Run, load_config
+        run = Run(work / tag, config=load_config(work / tag))
+    else: run = train_anomaly(table, b['normal'], out=work / tag, backbone=a.backbone, size=size, coreset=a.coreset, overwrite=True, progress=not a.smoke)
     cfg = run.config
     ev = evaluate_anomaly(run.path, progress=not a.smoke)
     meta = export_anomaly(run.path, work / f'{tag}-bundle', overwrite=True, speed_n=5 if a.smoke else 30)

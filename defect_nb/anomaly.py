@@ -27,8 +27,8 @@ from .inference import Predictor, BundleError, search_backend, bank_index, nn_di
 
 # %% auto #0
 __all__ = ['AnomalyError', 'PatchFeatures', 'patch_features', 'greedy_coreset', 'coreset_size', 'check_normal_class',
-           'image_scores', 'train_anomaly', 'load_anomaly', 'run_maps', 'pro_score', 'heat_overlay', 'evaluate_anomaly',
-           'export_anomaly']
+           'image_scores', 'train_anomaly', 'run_rows', 'load_anomaly', 'run_maps', 'pro_score', 'heat_overlay',
+           'evaluate_anomaly', 'export_anomaly']
 
 # %% ../nbs/12_anomaly.ipynb #19a4c09b
 class AnomalyError(ValueError):
@@ -198,6 +198,7 @@ def train_anomaly(data, # a split table, a dataset path, or 'elpv'
                   preprocess=dict(size=size, channels=3, clahe=False, mean=IMAGENET_STATS[0], std=IMAGENET_STATS[1]),
                   source=table.attrs.get('source', 'table'), data_root=_abs(table.attrs.get('path', table.attrs.get('root'))), split_file=_abs(split_file),
                   dataset_split_file=table.attrs.get('split_file'), seed=seed, bs=bs, threshold=thr['threshold'],
+                  elpv_labels=('4class' if 'p0' in set(table.label) else 'binary') if table.attrs.get('source') == 'elpv' else None,
                   seconds=dict(features=round(t_feat, 2), coreset=round(t_core, 2), total=round(time.perf_counter() - t_start, 2)),
                   created=datetime.datetime.now().isoformat(timespec='seconds'))
     atomic_write(out/'config.json', json.dumps(config, indent=2, default=str))
@@ -211,6 +212,16 @@ def _maps(model, index, paths, size, sigma, bs, progress, desc):
         f = patch_features(model, paths[i:i + 256], size, bs, progress, desc)
         out.append(anomaly_maps(f, index, size, sigma))
     return np.concatenate(out) if out else np.zeros((0, size, size), np.float32)
+
+def run_rows(run, # an anomaly run folder
+             split:str='test', # 'train', 'valid' or 'test'
+            ) -> pd.DataFrame:
+    "The images of a run's split, labelled as at training (ELPV: the 4-class labels when the run used them)."
+    cfg = load_config(run)
+    if cfg.get('source') != 'elpv' or not cfg.get('elpv_labels'): return run_table(run, split)
+    t = make_split(load_table('elpv', labels=cfg['elpv_labels'], verbose=False), cfg['seed'], split_file=cfg['split_file'])
+    if not (t.split == split).any(): raise RunError(f"{run} has no '{split}' images")
+    return t[t.split == split]
 
 def load_anomaly(run, # an anomaly run folder
                  search:str='numpy', # nearest-neighbour backend: 'numpy' or 'faiss'
@@ -284,7 +295,7 @@ def evaluate_anomaly(run, # an anomaly run folder
                     ) -> Evaluation:
     "Image AUROC (with a bootstrap interval), pixel AUROC and PRO where masks exist, the run's threshold applied, galleries of maps."
     run = Path(run); model, index, cfg = load_anomaly(run, search)
-    rows = run_table(run, split).reset_index(drop=True); size = cfg['preprocess']['size']
+    rows = run_rows(run, split).reset_index(drop=True); size = cfg['preprocess']['size']
     raw = _maps(model, index, list(rows.image), size, cfg['sigma'], cfg['bs'], progress, f'{split} features')
     maps = normalise(raw, cfg['score_scale']); s = image_scores(maps)
     bad = (rows.label != cfg['normal_class']).to_numpy(); t = float(cfg['threshold'])
@@ -329,8 +340,8 @@ def export_anomaly(run, # an anomaly run folder
         if not overwrite: raise ExportError(f"bundle folder {out} already exists; choose another --out or pass overwrite=True (--overwrite)")
         if not (out/'bundle.json').exists(): raise ExportError(f"{out} is not a bundle (no bundle.json); refusing to overwrite it")
     model, index, cfg = load_anomaly(run); pre = cfg['preprocess']; size = pre['size']
-    try: rows = run_table(run, 'test')
-    except RunError: rows = run_table(run, 'valid')
+    try: rows = run_rows(run, 'test')
+    except RunError: rows = run_rows(run, 'valid')
     paths = list(rows.image[:parity_n])
     tmp = out.with_name(f'.{out.name}.tmp-{os.getpid()}'); shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
     try:
