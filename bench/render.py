@@ -16,6 +16,7 @@ def render(path: Path) -> bool:
     def sub(m):
         src = ROOT / 'bench' / 'results' / f'{m.group(1)}.md'
         body = src.read_text().strip() if src.exists() else f'_No results yet: run the benchmark (bench/results/{m.group(1)}.md is missing)._'
+        body = re.sub(r'^# (.+)$', r'**\1**', body, flags=re.M)      # a results file's title, inside the page's own sections
         return f'<!-- bench:{m.group(1)} -->\n{body}\n<!-- /bench:{m.group(1)} -->'
     new = re.sub(r'<!-- bench:([\w-]+) -->.*?<!-- /bench:\1 -->', sub, text, flags=re.S)
     if new != text: path.write_text(new)
