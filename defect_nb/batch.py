@@ -70,7 +70,7 @@ def _error(e:Exception) -> str: return str(e) if isinstance(e, ImageError) else 
 def predict_chunk(predictor:Predictor, # a loaded `Predictor`
                   pairs:list, # (path, name) pairs, from `list_images`
                   threshold:float|None=None, # decision threshold (default: the bundle's)
-                  min_area:int=20, # segmenters: defect pixels for an image to be defective
+                  min_area:int|None=None, # segmenters: defect pixels for an image to be defective (default: the bundle's)
                  ) -> list:
     "One row (`to_row`) per image of `pairs`, in order, from one onnxruntime call; an unreadable image becomes {'filename', 'error'}."
     rows, ok = [None] * len(pairs), []
@@ -151,7 +151,7 @@ class BundleWorker:
                  variant:str|None=None, # 'fp32', 'int8' or None: the bundle's default
                  threads:int=1, # onnxruntime intra-op threads of this worker
                  threshold:float|None=None, # decision threshold (default: the bundle's)
-                 min_area:int=20, # segmenters: defect pixels for an image to be defective
+                 min_area:int|None=None, # segmenters: defect pixels for an image to be defective (default: the bundle's)
                 ):
         import ray
         blobs = ray.get(files[0]); d = Path(tempfile.mkdtemp(prefix='defect_nb_bundle_'))
@@ -231,7 +231,7 @@ def predict_many(paths, # a folder, a .txt list of image paths (one a line), or 
                  num_workers:int|None=None, # engine 'ray': workers (default: the cluster's CPUs, at most one per chunk)
                  variant:str|None=None, # 'fp32', 'int8' or None: the bundle's default
                  threshold:float|None=None, # decision threshold (default: the bundle's)
-                 min_area:int=20, # segmenters: defect pixels for an image to be defective
+                 min_area:int|None=None, # segmenters: defect pixels for an image to be defective (default: the bundle's)
                  progress:bool=True, # show a progress bar
                 ) -> pd.DataFrame:
     "Predict every image of `paths` with `bundle` and write one row per image to `out`; the whole table is returned."

@@ -168,11 +168,15 @@ def _fmt_metrics(row:dict) -> str:
             (['--monitor'], dict(help='metric for best.pth and early stopping')),
             (['--device'], dict(default='auto', help='auto, cpu, cuda, mps')),
             (['--workers'], dict(type=int, help='DataLoader workers')),
-            (['--distributed'], dict(action='store_true', help='use with `accelerate launch`'))])
+            (['--tile'], dict(type=int, help='segment: train on native-resolution tiles of this side (a multiple of 32); whole images at evaluation and inference')),
+            (['--defect-share'], dict(type=float, default=0.5, help='segment, with --tile: share of training tiles centred near a defect (default 0.5)')),
+            (['--mask-classes'], dict(choices=['label'], help="segment: 'label' gives each defect label its own mask class (per-class IoU, mIoU)")),
+            (['--defect-rate'], dict(type=float, help="anomaly: the line's expected share of defective parts, for the threshold (default: the validation split's)")),
+            (['--distributed'], dict(action='store_true', help='use with `accelerate launch --multi_gpu` and --method fastai; only rank 0 writes the run'))])
 def train_cmd(a, # the parsed command line of `defect-nb train`
               ):
     "`defect-nb train` (see `defect-nb train --help`): a thin layer over the library."
-    from defect_nb.train import train, resume, finished_epochs
+    from defect_nb.train import train, resume, finished_epochs, distributed_rank
     if a.resume:
         if a.data or a.out: raise ValueError("--resume continues RUN with its own data and folder; drop --data/--out")
         try: r = resume(a.resume, progress=not a.json, device=a.device, num_workers=a.workers)
@@ -185,6 +189,7 @@ def train_cmd(a, # the parsed command line of `defect-nb train`
             run = a.out or 'RUN'
             n = finished_epochs(a.out) if a.out and Path(a.out).is_dir() else 0
             raise KeyboardInterrupt(f"interrupted after {n} finished epoch(s), which are kept; continue with: defect-nb train --resume {run}") from None
+    if a.distributed and distributed_rank() > 0: return              # one process reports: rank 0, the one that wrote the run
     if a.json: print(json.dumps(dict(run=str(r.path), best_epoch=r.best_epoch, **{k: v for k, v in r.metrics.items()}), default=str)); return
     print(f"run {r.path}: {len(r.history)} epochs, {_fmt_metrics(r.metrics)} (best epoch {r.best_epoch} by {r.config['monitor']})")
 
@@ -192,7 +197,7 @@ def _train_anomaly(a):
     from defect_nb.anomaly import train_anomaly
     r = train_anomaly(a.data, a.normal_class, out=a.out, backbone=a.arch or 'efficientnet_lite0', size=a.size or 224, coreset=a.coreset,
                       seed=a.seed, bs=a.bs or 16, source=a.source, valid_pct=a.valid_pct, test_pct=a.test_pct, split_file=a.split_file,
-                      labels=a.labels, overwrite=a.overwrite, progress=not a.json)
+                      labels=a.labels, overwrite=a.overwrite, progress=not a.json, defect_rate=a.defect_rate)
     c = r.config
     if a.json: print(json.dumps(dict(run=str(r.path), task='anomaly', bank_size=c['bank_size'], threshold=c['threshold'], seconds=c['seconds']))); return
     print(f"run {r.path}: memory bank of {c['bank_size']:,} patches from {c['n_train_images']} {c['normal_class']!r} images; "
@@ -204,7 +209,8 @@ def _train(a, train):
               overwrite=a.overwrite, seed=a.seed, source=a.source, valid_pct=a.valid_pct, test_pct=a.test_pct, split_file=a.split_file,
               labels=a.labels, aug=not a.no_aug, clahe=a.clahe, class_weights=a.class_weights, oversample=a.oversample, loss=a.loss,
               pretrained=not a.no_pretrained, weights=a.weights, early_stop=a.early_stop, monitor=a.monitor, device=a.device,
-              num_workers=a.workers, distributed=a.distributed, progress=not a.json, **opts)
+              num_workers=a.workers, distributed=a.distributed, progress=not a.json,
+              **({} if a.tile is None else dict(tile=a.tile, defect_share=a.defect_share)), mask_classes=a.mask_classes, **opts)
 
 # %% ../nbs/90_cli.ipynb #c32d2d6a
 @verb('evaluate', 'Evaluate a run on a split: metrics.json, plots and the cost-based threshold, written into the run.',
@@ -217,7 +223,7 @@ def _train(a, train):
             (['--cost-fn'], dict(type=float, default=10., help='cost of a missed defect (default 10)')),
             (['--cost-fp'], dict(type=float, default=1., help='cost of a false alarm (default 1)')),
             (['--defect-rate'], dict(type=float, help="expected share of defective parts on the line, e.g. 0.02 (default: the validation split's)")),
-            (['--min-area'], dict(type=int, default=20, help='segmentation: defect pixels for an image to count as defective')),
+            (['--min-area'], dict(type=int, help='segmentation: defect pixels for an image to count as defective (default: chosen on valid with the threshold)')),
             (['--device'], dict(default='cpu'))])
 def evaluate_cmd(a, # the parsed command line of `defect-nb evaluate`
                  ):
@@ -326,7 +332,7 @@ def export_cmd(a, # the parsed command line of `defect-nb export`
             (['--workers'], dict(type=int, help="--engine ray: workers (default: the cluster's CPUs)")),
             (['--variant'], dict(choices=['fp32', 'int8'], help="model variant (default: the bundle's, see --info)")),
             (['--threshold'], dict(type=float, help="decision threshold (default: the bundle's)")),
-            (['--min-area'], dict(type=int, default=20, help='segmenters: defect pixels for an image to be defective')),
+            (['--min-area'], dict(type=int, help="segmenters: defect pixels for an image to be defective (default: the bundle's, chosen on valid)")),
             (['--mask-dir'], dict(help='segmenters: write each mask as PNG here (x.png → x.png, x.tif → x.tif.png); '
                                        'a folder that already holds files is refused unless --overwrite')),
             (['--overwrite'], dict(action='store_true', help='allow --mask-dir to replace files of the same name'))])

@@ -145,6 +145,7 @@ class Predictor:
         self.dir, self.meta, self.session, self.variant = Path(bundle_dir), meta, session, variant
         self.task, self.classes, self.inp = meta['task'], list(meta['classes']), meta['input']
         self.threshold = float(meta['threshold'])
+        self.min_area = int(meta.get('min_area', 20))              # segmenters: chosen on valid with the threshold (bundle.json)
         neg = meta.get('negative_class')
         self.neg = self.classes.index(neg) if neg in self.classes else None
         if self.task == 'anomaly': self._load_bank(search)
@@ -188,14 +189,17 @@ class Predictor:
 
     def probabilities(self, images:list) -> np.ndarray:
         "Raw probabilities: N×C (classifier) or N×C×H×W (segmenter, at the model's size); anomaly: N×H×W maps in [0, 1) (`normalise`d)."
+        if self.inp.get('size') is None and len({im.shape[:2] for im in images}) > 1:   # native resolution: each image at its own size
+            return [self.probabilities([im])[0] for im in images]
         out = self.session.run(None, {self.inp.get('name', 'input'): self.inputs(images)})[0]
         if self.task != 'anomaly': return out
         a = self.meta['anomaly']
         return normalise(anomaly_maps(out, self.index, self.inp['size'], a['sigma']), a['score_scale'])
 
 # %% ../nbs/08_inference.ipynb #8c2aa952
-def _result(self, img:np.ndarray, p:np.ndarray, filename:str, threshold:float|None, min_area:int) -> dict:
+def _result(self, img:np.ndarray, p:np.ndarray, filename:str, threshold:float|None, min_area:int|None) -> dict:
     t = self.threshold if threshold is None else float(threshold)
+    min_area = self.min_area if min_area is None else int(min_area)
     if self.task == 'classify':
         k = int(p.argmax())
         defect = (1 - float(p[self.neg])) if self.neg is not None else None
@@ -222,7 +226,7 @@ def _result(self, img:np.ndarray, p:np.ndarray, filename:str, threshold:float|No
 def predict(self, image, # a path, bytes, file object or uint8 array
             filename:str|None=None, # the name reported (default: the file's name)
             threshold:float|None=None, # decision threshold (default: the bundle's)
-            min_area:int=20, # segmenters: defect pixels for an image to be defective
+            min_area:int|None=None, # segmenters: defect pixels for an image to be defective (default: the bundle's)
            ) -> dict:
     "Predict one image: class, confidence, probabilities, defective, threshold (and mask, area, boxes for segmenters; and the map for anomaly bundles)."
     img = image if isinstance(image, np.ndarray) else load_image(image, name=filename)
@@ -232,7 +236,7 @@ def predict(self, image, # a path, bytes, file object or uint8 array
 def predict_batch(self, images:list, # uint8 arrays, paths or bytes
                   filenames:list|None=None, # the names reported (default: the files' names, or '<i>')
                   threshold:float|None=None, # decision threshold (default: the bundle's)
-                  min_area:int=20, # segmenters: defect pixels for an image to be defective
+                  min_area:int|None=None, # segmenters: defect pixels for an image to be defective (default: the bundle's)
                  ) -> list:
     "Predict a list of images (arrays, paths or bytes) in one onnxruntime call."
     imgs = [im if isinstance(im, np.ndarray) else load_image(im) for im in images]
@@ -243,7 +247,7 @@ def predict_batch(self, images:list, # uint8 arrays, paths or bytes
 def predict_folder(self, folder, # a folder of images (searched recursively)
                    bs:int=16,
                    threshold:float|None=None, # decision threshold (default: the bundle's)
-                   min_area:int=20, # segmenters: defect pixels for an image to be defective
+                   min_area:int|None=None, # segmenters: defect pixels for an image to be defective (default: the bundle's)
                    progress:bool=True):
     "Yield one result per image file of `folder`, streamed in batches; an unreadable file yields {'filename', 'error'}."
     from tqdm.auto import tqdm

@@ -99,7 +99,7 @@ def create_app(bundles, # a bundle folder, a list of them, or {name: folder}
               ) -> FastAPI:
     "The FastAPI app serving one or more bundles."
     models = load_bundles(bundles, variant); default = next(iter(models))
-    limit = pixel_limit or upload_pixel_limit([p.inp['size'] for p in models.values()])
+    limit = pixel_limit or upload_pixel_limit([p.inp['size'] or p.inp.get('tile', 512) for p in models.values()])
     decodes = decodes or max(2, min(4, os.cpu_count() or 2)); gate = threading.BoundedSemaphore(decodes)
     app = FastAPI(title='defect_nb', version=defect_nb.__version__,
                   description='Visual defect inspection: POST an image, get the class (or mask), confidence and decision.')

@@ -331,6 +331,7 @@ def train(data, # a split table, a dataset path, or 'elpv'
           bs:int|None=None, # batch size (default 32 classify, 8 segment)
           tile:int|None=None, # segmentation: train on `tile`×`tile` windows at native resolution (`TileCrop`); evaluate whole images
           defect_share:float=0.5, # with `tile`: share of training windows centred near a defect pixel
+          mask_classes:str|None=None, # segmentation: 'label' gives each defect label its own mask class (`data.masks_by_label`)
           lr:float|None=None, # learning rate (default 2e-3 pretrained, 3e-3 from scratch; finetune: 1e-3 head, a tenth for the body)
           out=None, # run folder (default runs_dir()/<arch>-<source>)
           overwrite:bool=False, # replace an existing run folder
@@ -378,6 +379,9 @@ def train(data, # a split table, a dataset path, or 'elpv'
     size = None if tile else (size or (160 if task == 'classify' else 192)); bs = bs or (32 if task == 'classify' else 8)
     set_seed(seed)
     table = _as_table(data, source, seed, valid_pct, test_pct, split_file, labels)
+    if mask_classes not in (None, 'label'): raise RunError(f"mask_classes is None or 'label', got {mask_classes!r}")
+    if mask_classes and task != 'segment': raise RunError("mask_classes is for segmentation (task='segment')")
+    if mask_classes == 'label': table = masks_by_label(table)
     source_name = table.attrs.get('source', 'table')
     out = Path(out or runs_dir()/f"{arch}-{source_name}")
     rank = distributed_rank() if distributed else 0
