@@ -10,9 +10,9 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | md5sum | cut -
 ifneq ($(wildcard ../shared/data),)
 export DEFECT_NB_DATASETS ?= $(abspath ../shared/data)
 endif
-# the NEU-DET and magnetic-tile tutorials need those datasets: without them (and outside CI) nbdev-test skips those two
+# the NEU-DET and magnetic-tile tutorials (1, 3, 6) need those datasets: without them (and outside CI) nbdev-test skips them
 ifeq ($(DEFECT_NB_DATASETS)$(CI),)
-NBTEST_SKIP := --skip-file-re '(01_neu_classification|03_magnetic_tile_segmentation)'
+NBTEST_SKIP := --skip-file-re '(01_neu_classification|03_magnetic_tile_segmentation|06_only_good_parts)'
 endif
 
 .PHONY: setup demo test nbtest pytest export clean-nbs
