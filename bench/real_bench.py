@@ -324,6 +324,8 @@ def summary(results=RESULTS):
             e2 = json.loads(extra.read_text())
             if e2.get('smoke'): continue
             what = f"{e2['method']}, one mask class per defect type" if e2.get('miou_classes') is not None else e2['method']
+            if e2.get('tile'): what += f", native resolution, {e2['tile']} px training tiles"
+            if e2.get('image_auroc') is not None and 'image_auroc' in keys: what += f"; image AUROC {e2['image_auroc']:.3f}"
             shown = '<br>'.join(show(k, e2.get(k), e2.get(k + '_ci')) for k in keys[:1]) + (f"<br>mIoU ({len(e2['class_iou'])} classes) {e2['miou_classes']:.3f}" if e2.get('miou_classes') is not None else '')
             rows.append(f"| {r['title']} ({what}) | {shown} | | | {e2['arch']}, {sizetxt(e2)}, {e2['epochs']} "
                         f"| {e2['train_seconds']:.0f} | |")
