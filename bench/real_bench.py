@@ -187,7 +187,7 @@ def run_one(name, a):
               overwrite=True, seed=42, progress=not a.smoke)
     else:
         print(f"{name}: training {r['arch']} at {size} px, 1 frozen + {epochs} epochs on {n_train} images", flush=True)
-        seg = dict(tile=64 if a.smoke and a.tile else a.tile, defect_share=a.defect_share) if r['task'] == 'segment' and a.tile else {}
+        seg = dict(tile=64 if a.smoke else a.tile, defect_share=a.defect_share) if r['task'] == 'segment' and a.tile else {}
         train(table, r['task'], r['arch'], method='fastai', epochs=epochs, size=size, bs=r['bs'], out=run, overwrite=True, seed=42,
               loss=r.get('loss'), progress=not a.smoke, **seg)
     cfg = load_config(run); hist = pd.read_csv(run / 'history.csv')

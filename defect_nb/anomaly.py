@@ -22,7 +22,7 @@ from .models import timm_backbone
 from .features import weights_id
 from .train import Run, RunError, prepare_run_dir, load_config, run_table, _save_split, _abs
 from .evaluate import Evaluation, threshold_table, best_threshold, threshold_note, bootstrap_ci, plot_gallery
-from .export import ExportError, BUNDLE_FORMAT, BUNDLE_VERSION
+from .export import ExportError, BUNDLE_FORMAT, BUNDLE_VERSION, _check_bundle_dir
 from .inference import Predictor, BundleError, search_backend, bank_index, nn_distance, anomaly_maps, normalise, to_json
 
 # %% auto #0
@@ -336,9 +336,7 @@ def export_anomaly(run, # an anomaly run folder
                   ) -> dict: # the bundle.json content
     "A pickle-free anomaly bundle: the patch-feature extractor as ONNX, the memory bank as .npy, both hashed; Predictor maps checked against PyTorch."
     run, out = Path(run), Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite: raise ExportError(f"bundle folder {out} already exists; choose another --out or pass overwrite=True (--overwrite)")
-        if not (out/'bundle.json').exists(): raise ExportError(f"{out} is not a bundle (no bundle.json); refusing to overwrite it")
+    _check_bundle_dir(out, overwrite)
     model, index, cfg = load_anomaly(run); pre = cfg['preprocess']; size = pre['size']
     try: rows = run_rows(run, 'test')
     except RunError: rows = run_rows(run, 'valid')

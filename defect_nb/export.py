@@ -312,6 +312,12 @@ def _make_int8(run, cfg, fp32, out, mode, calib_n, methods, bar, valid_n, seed) 
     return r
 
 # %% ../nbs/07_export.ipynb #b54f810b
+def _check_bundle_dir(out:Path, overwrite:bool):
+    "An existing bundle folder is replaced only with `overwrite`, and a folder that is not a bundle never."
+    if out.exists() and any(out.iterdir()):
+        if not overwrite: raise ExportError(f"bundle folder {out} already exists; choose another --out or pass overwrite=True (--overwrite)")
+        if not (out/'bundle.json').exists(): raise ExportError(f"{out} is not a bundle (no bundle.json); refusing to overwrite it")
+
 def export_bundle(run, # a run folder
                   out_dir, # the bundle folder to write
                   epoch='best', # checkpoint: epoch number, 'best' or 'last'
@@ -330,9 +336,7 @@ def export_bundle(run, # a run folder
                  ) -> dict: # the bundle.json content
     "Export a run to a pickle-free bundle (ONNX + JSON), checking parity with the checkpoint; optionally INT8."
     run, out = Path(run), Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite: raise ExportError(f"bundle folder {out} already exists; choose another --out or pass overwrite=True (--overwrite)")
-        if not (out/'bundle.json').exists(): raise ExportError(f"{out} is not a bundle (no bundle.json); refusing to overwrite it")
+    _check_bundle_dir(out, overwrite)
     cfg = load_config(run); pre = cfg['preprocess']
     model = load_model(run, epoch).cpu()
     test = run_table(run, 'test').reset_index(drop=True)
