@@ -17,8 +17,9 @@ from .data import IMAGENET_STATS
 from .models import ProbeNet, ModelError, TTA_VIEWS, OFFLINE_WEIGHTS
 
 # %% auto #0
-__all__ = ['FEATURE_VERSION', 'C_GRID', 'ALPHA_GRID', 'CANDIDATES', 'cache_dir', 'weights_id', 'feature_settings',
-           'FeatureExtractor', 'extract_features', 'fit_head', 'fit_probe', 'measure_speed', 'recipe_for']
+__all__ = ['FEATURE_VERSION', 'ONNX_MIN', 'C_GRID', 'ALPHA_GRID', 'CANDIDATES', 'cache_dir', 'weights_id', 'feature_settings',
+           'features_onnx', 'FeatureExtractor', 'extract_features', 'fit_head', 'fit_probe', 'measure_speed',
+           'recipe_for']
 
 # %% ../nbs/03a_features.ipynb #dfd01f15
 FEATURE_VERSION = 1
@@ -64,6 +65,24 @@ def feature_settings(backbone:str='efficientnet_lite0', # a timm name
     return s
 
 # %% ../nbs/03a_features.ipynb #364cc534
+ONNX_MIN = 64   # with engine 'auto', fewer images to compute than this run in PyTorch (an export costs a few seconds)
+
+class _Features(nn.Module):
+    def __init__(self, net): super().__init__(); self.net = net
+    def forward(self, x): return self.net.features(x)
+
+def features_onnx(net:ProbeNet, # the backbone (its head is not exported)
+                  size:int, # input side, pixels
+                  path, # the .onnx file to write
+                 ) -> Path:
+    "Export `net.features` (pooled features, test-time views averaged) to ONNX: input `input` N×3×size×size, output `features`."
+    import warnings; path = Path(path); tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        torch.onnx.export(_Features(net).eval().cpu(), torch.zeros(1, 3, size, size), str(tmp), input_names=['input'], output_names=['features'],
+                          dynamic_axes={'input': {0: 'batch'}, 'features': {0: 'batch'}}, opset_version=17, dynamo=False)
+    os.replace(tmp, path); return path
+
 def _image_key(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
@@ -78,7 +97,10 @@ class FeatureExtractor:
                  cache:bool|str|Path=True, # True: `cache_dir()`; a folder; False: no cache
                  bs:int=32, # images per forward pass
                  device:str='cpu',
+                 engine:str='auto', # 'onnx' (onnxruntime), 'torch', or 'auto': onnx on a CPU from `ONNX_MIN` images to compute
                 ):
+        if engine not in ('auto', 'onnx', 'torch'): raise ModelError(f"unknown engine {engine!r}; choose auto, onnx or torch")
+        self.engine = engine
         self.settings = feature_settings(backbone, size, tta, clahe, pretrained, weights)
         self.backbone, self.size, self.tta, self.clahe, self.bs, self.device = backbone, size, tta, clahe, bs, torch.device(device)
         self.pretrained, self.weights = pretrained, weights
@@ -92,15 +114,31 @@ class FeatureExtractor:
             self._net = ProbeNet(1, self.backbone, pretrained=self.pretrained, weights=self.weights, tta=self.tta).eval().to(self.device)
         return self._net
     def _file(self, key): return self.cache/key[:2]/f'{key}.npy'
+    def _use_onnx(self, n):
+        if self.engine != 'auto': return self.engine == 'onnx'
+        return self.device.type == 'cpu' and n >= ONNX_MIN
+    def session(self):
+        "An onnxruntime session over `ProbeNet.features`, exported once per setting (kept in the cache folder when there is one)."
+        if getattr(self, '_sess', None) is None:
+            import onnxruntime as ort, tempfile
+            where = self.cache if self.cache is not None else Path(tempfile.mkdtemp(prefix='defect_nb_features_'))
+            path = where/'features.onnx'
+            if not path.exists(): where.mkdir(parents=True, exist_ok=True); features_onnx(self.net, self.size, path)
+            so = ort.SessionOptions(); so.log_severity_level = 3
+            self._sess = ort.InferenceSession(str(path), so, providers=['CPUExecutionProvider'])
+        return self._sess
     def _compute(self, paths, progress):
         def read(p): return preprocess(load_image(p), self.size, 3, self.clahe)
-        out = []
+        out = []; onnx = self._use_onnx(len(paths))
+        run = (lambda x: self.session().run(None, {'input': x})[0]) if onnx else \
+              (lambda x: self.net.features(torch.from_numpy(x).to(self.device)).float().cpu().numpy())
         with ThreadPoolExecutor(2) as pool, torch.inference_mode():
             batches = [paths[i:i + self.bs] for i in range(0, len(paths), self.bs)]
             it = pool.map(lambda b: list(map(read, b)), batches)
-            for imgs in tqdm(it, total=len(batches), disable=not progress, desc=f'features {self.backbone} {self.size}px', unit='batch'):
-                x = torch.from_numpy(to_input(np.stack(imgs), *IMAGENET_STATS)).to(self.device)
-                out.append(self.net.features(x).float().cpu().numpy())
+            desc = f"features {self.backbone} {self.size}px{'' if self.tta == 'none' else ' ' + self.tta} ({'onnxruntime' if onnx else 'torch'})"
+            for imgs in tqdm(it, total=len(batches), disable=not progress, desc=desc, unit='batch'):
+                out.append(run(to_input(np.stack(imgs), *IMAGENET_STATS)))
+        self.stats['engine'] = 'onnxruntime' if onnx else 'torch'
         return np.concatenate(out) if out else np.zeros((0, self.net.body.num_features), np.float32)
     def __call__(self, paths:list, # image files
                  progress:bool=True, # a progress bar over the batches to compute
@@ -239,18 +277,25 @@ def fit_probe(table:pd.DataFrame, # a split table (train and valid are used; tes
     return net, report
 
 # %% ../nbs/03a_features.ipynb #0e6b4863
-CANDIDATES = [dict(backbone='efficientnet_lite0', size=224, tta='hflip'), dict(backbone='efficientnet_lite0', size=192, tta='hflip'),
+CANDIDATES = [dict(backbone='efficientnet_lite0', size=224, tta='dihedral'), dict(backbone='efficientnet_lite0', size=224, tta='hflip'),
+              dict(backbone='efficientnet_lite0', size=192, tta='hflip'),
               dict(backbone='efficientnet_lite0', size=160, tta='none'), dict(backbone='efficientnet_lite0', size=128, tta='none')]
 
 def measure_speed(backbone:str='efficientnet_lite0', # a timm name
                   size:int=224, # input side, pixels
                   tta:str='none', # test-time views
                   bs:int=8, # images per timed batch
+                  engine:str='torch', # 'torch' or 'onnx' (onnxruntime, as `FeatureExtractor` runs large jobs on a CPU)
                  ) -> float: # images per second
     "Feature-extraction speed of a setting on this machine (one warm-up and one timed batch of random images)."
     net = ProbeNet(1, backbone, pretrained=False, tta=tta).eval(); x = torch.randn(bs, 3, size, size)
-    with torch.inference_mode():
-        net.features(x); t = time.perf_counter(); net.features(x)
+    if engine == 'onnx':
+        fx = FeatureExtractor(backbone, size, tta, pretrained=False, cache=False, engine='onnx'); fx._net = net
+        s = fx.session(); xn = x.numpy(); f = lambda: s.run(None, {'input': xn})
+    else:
+        def f():
+            with torch.inference_mode(): net.features(x)
+    f(); t = time.perf_counter(); f()
     return bs / (time.perf_counter() - t)
 
 def recipe_for(table:pd.DataFrame, # a split table
@@ -268,7 +313,8 @@ def recipe_for(table:pd.DataFrame, # a split table
         if fx.cache is not None and fx.cache.exists():
             cached = sum(fx._file(_image_key(p)).exists() for p in tv.image)
         if cached == n: return dict(c, estimate_s=0., reason=f"all {n} images already have cached features for this setting")
-        speed = measure_speed(c['backbone'], c['size'], c['tta']); est = (n - cached) / speed * 1.15    # + decoding
+        eng = 'onnx' if fx._use_onnx(n - cached) else 'torch'
+        speed = measure_speed(c['backbone'], c['size'], c['tta'], engine=eng); est = (n - cached) / speed * 1.15 + (8 if eng == 'onnx' else 0)   # + decoding, export
         last = dict(c, estimate_s=round(est, 1), reason=f"features of {n - cached} images at ~{speed:.0f} img/s: about {est / 60:.1f} min, "
                                                          f"within the {budget_min:g} min budget")
         if est <= budget_min * 60: return last
