@@ -17,6 +17,7 @@ import defect_nb
 from .core import load_image, preprocess, to_input, atomic_write, sha256
 from .train import load_config, load_model
 from .evaluate import run_table, negative_class
+from .models import TTA_VIEWS
 
 # %% auto #0
 __all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'CALIB_METHODS', 'INT8_BAR', 'ExportError', 'Probabilities', 'to_onnx',
@@ -149,9 +150,12 @@ def output_nodes(onnx_path, # an .onnx file
     last = max((i for i, n in enumerate(nodes) if n.op_type in ('Conv', 'Gemm', 'MatMul')), default=-1)
     return [n.name for n in nodes[last + 1:]]
 
-def _flush_every(n):
-    "Calibration folds activations into ranges every k images (kept whole, 128 images at 224 px took 16 GB); onnxruntime fails when k divides n."
-    return next(k for k in (8, 7, 9, 6, 10, 5, 11) if n % k)
+def _flush_every(n, views=1):
+    """Calibration folds activations into ranges every k images (kept whole, 128 images at 224 px took 16 GB); onnxruntime
+    fails when k divides n. A model with test-time views runs `views` passes per image: k shrinks to keep about 8 passes
+    (the percentile calibrator held 9 GB for 7 images of a dihedral model)."""
+    t = max(2, 8 // max(1, views))
+    return next(k for k in sorted(range(2, n + 2), key=lambda k: (abs(k - t), k)) if n % k)
 
 def quantize(fp32_path, # the FP32 model
              out_path, # the INT8 model to write
@@ -161,6 +165,7 @@ def quantize(fp32_path, # the FP32 model
              exclude=None, # node names left in FP32 (names of the pre-processed model; default: `output_nodes`)
              cache=None, # a file for the calibration ranges: computed once, reused by later calls with the same method
              prepared:bool=False, # `fp32_path` already went through `preprocess_onnx`
+             views:int=1, # forward passes per input inside the graph (test-time views): bounds calibration memory
             ) -> Path:
     "Quantise an ONNX model to INT8 with onnxruntime: static QDQ with per-channel weight scales, or dynamic (dense layers only)."
     if mode not in ('static', 'dynamic'): raise ExportError(f"quantisation mode must be 'static' or 'dynamic', got {mode!r}")
@@ -178,7 +183,7 @@ def quantize(fp32_path, # the FP32 model
                                 per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                                 calibrate_method=CALIB_METHODS[method], calibration_cache_path=cache,
                                 nodes_to_exclude=list(output_nodes(pre) if exclude is None else exclude),
-                                extra_options={'CalibMaxIntermediateOutputs': _flush_every(len(calibration))})
+                                extra_options={'CalibMaxIntermediateOutputs': _flush_every(len(calibration), views)})
         shutil.move(str(Path(d)/'q.onnx'), out_path)
     return out_path
 
@@ -247,6 +252,7 @@ def int8_search(fp32_path, # the FP32 model (as exported by `to_onnx`)
                 methods=('minmax', 'percentile', 'entropy'), # calibration methods measured; the one of highest agreement is kept
                 bar:dict|None=None, # dict(agreement=, max_drop=), default `INT8_BAR`
                 max_excluded:float=0.5, # give up once this fraction of the nodes would be left in FP32
+                views:int=1, # forward passes per input inside the graph (test-time views, `models.TTA_VIEWS`)
                ) -> dict:
     """Static INT8 that agrees with its FP32 model: choose the calibration method by measurement, then leave the nodes
     that see the most quantisation noise in FP32 (1, 2, 4, 8, … of them) until the agreement bar holds. Deterministic:
@@ -257,7 +263,7 @@ def int8_search(fp32_path, # the FP32 model (as exported by `to_onnx`)
         d = Path(d); pre = preprocess_onnx(fp32_path, d/'pre.onnx')
         s32 = ort_session(pre); p32 = _predict(s32, x_valid); q32 = score(p32) if score else None
         def trial(method, exclude, path):
-            quantize(pre, path, 'static', calibration, method, exclude, cache=d/f'{method}.json', prepared=True)
+            quantize(pre, path, 'static', calibration, method, exclude, cache=d/f'{method}.json', prepared=True, views=views)
             p8 = _predict(ort_session(path), x_valid); q8 = score(p8) if score else None
             a = agreement(p32, p8); drop = (q32 - q8) if score else 0.0
             return dict(agreement=a, drop=drop, int8=q8, passes=a >= bar['agreement'] and drop <= bar['max_drop'] + 1e-9)
@@ -266,7 +272,7 @@ def int8_search(fp32_path, # the FP32 model (as exported by `to_onnx`)
         method = max(methods, key=lambda m: (tried[m]['agreement'], -tried[m]['drop'], -methods.index(m)))
         best, exclude, trace = tried[method], list(base), []
         if not best['passes']:
-            ranked = [n for n, _ in node_noise(pre, d/f'q-{method}.onnx', x_valid[:8]) if n not in base]
+            ranked = [n for n, _ in node_noise(pre, d/f'q-{method}.onnx', x_valid[:max(1, 8 // views)]) if n not in base]
             n_nodes, k = len(onnx.load(str(pre)).graph.node), 1
             while not best['passes'] and k <= len(ranked) and len(base) + k <= max_excluded * n_nodes:
                 cand = base + ranked[:k]; r = trial(method, cand, d/'q-try.onnx')
@@ -297,10 +303,11 @@ def _make_int8(run, cfg, fp32, out, mode, calib_n, methods, bar, valid_n, seed) 
     score = lambda p: next(iter(quality(p, valid, cfg).values()))
     bar = dict(INT8_BAR, **(bar or {}))
     if mode == 'static':
-        rows = calibration_rows(run, calib_n, seed)
-        r = int8_search(fp32, out, model_inputs([load_image(p) for p in rows.image], pre), xv, score, tuple(methods), bar)
+        views = TTA_VIEWS.get(cfg.get('options', {}).get('tta') or 'none', 1)
+        rows = calibration_rows(run, max(16, calib_n // views), seed)        # a model with views sees calib_n passes all the same
+        r = int8_search(fp32, out, model_inputs([load_image(p) for p in rows.image], pre), xv, score, tuple(methods), bar, views=views)
         counts = rows.label.astype(str).value_counts().sort_index() if 'label' in rows else {}
-        r['calibration'] = dict(split='train', n_images=int(len(rows)), per_class={k: int(v) for k, v in dict(counts).items()}, seed=seed)
+        r['calibration'] = dict(split='train', n_images=int(len(rows)), views=views, per_class={k: int(v) for k, v in dict(counts).items()}, seed=seed)
     else:
         quantize(fp32, out, 'dynamic')
         p32, p8 = _predict(ort_session(fp32), xv), _predict(ort_session(out), xv)
@@ -323,7 +330,7 @@ def export_bundle(run, # a run folder
                   epoch='best', # checkpoint: epoch number, 'best' or 'last'
                   quantize_mode:str|None=None, # None, 'static' or 'dynamic': also write model.int8.onnx
                   parity_n:int=32, # test images for the parity check
-                  calib_n:int=128, # training images for static calibration, taken in turn from every class
+                  calib_n:int=128, # forward passes of training images for static calibration (images: calib_n / test-time views, at least 16), taken in turn from every class
                   calib_methods=('minmax',), # static: calibration methods measured, the best kept; ('minmax', 'percentile', 'entropy') measures all three (histogram methods take GBs at 224+ px)
                   bar:dict|None=None, # INT8 is the default only when it holds: dict(agreement=, max_drop=), default `INT8_BAR`
                   keep_int8:bool=False, # keep model.int8.onnx (not as the default) even when it misses the bar
