@@ -9,16 +9,17 @@ from __future__ import annotations
 import html, io, json, time, functools
 from pathlib import Path
 import numpy as np, pandas as pd, cv2
+from fastcore.basics import patch
 from .core import ImageError, load_image
 from .train import load_config, load_model, list_epochs, RunError
 from .evaluate import run_table, dice_iou, negative_class
 from .explain import explain_image
-from .synth import overlay_mask
 
 # %% auto #0
-__all__ = ['list_runs', 'list_bundles', 'default_threshold', 'read_upload', 'get_model', 'to_png', 'analyse', 'analyse_bundle',
-           'decide', 'bars_png', 'mask_overlay', 'heat_rgb', 'heat_png', 'sample_truth', 'score', 'Dashboard',
-           'dashboard_notebook', 'voila_command']
+__all__ = ['MIN_AREA', 'IMAGE_SUFFIXES', 'PRED_RGB', 'TRUTH_RGB', 'METRIC_NAMES', 'list_runs', 'list_bundles', 'operating_point',
+           'default_threshold', 'default_min_area', 'read_upload', 'find_samples', 'get_model', 'to_png', 'analyse',
+           'analyse_bundle', 'decide', 'verdict', 'sample_truth', 'score', 'bars_png', 'mask_overlay', 'heat_rgb',
+           'heat_png', 'metrics_table', 'threshold_meaning', 'Dashboard', 'dashboard_notebook', 'voila_command']
 
 # %% ../nbs/10_dashboard.ipynb #e46fbf48
 def list_runs(root='runs', # a folder of run folders
@@ -38,13 +39,45 @@ def list_bundles(root=None, # a folder of bundle folders (None: no bundles)
     if root is None or not Path(root).is_dir(): return []
     return sorted(p for p in Path(root).iterdir() if (p/'bundle.json').exists())
 
-def default_threshold(run, # a run folder
-                     ) -> float:
-    "The run's threshold from evaluation (threshold.json), else 0.5."
-    p = Path(run)/'threshold.json'
-    try: return float(json.loads(p.read_text())['threshold']) if p.exists() else 0.5
-    except (ValueError, KeyError): return 0.5
+# %% ../nbs/10_dashboard.ipynb #c4b5691d
+MIN_AREA = 20   # defect pixels for a segmenter's image to be defective when neither threshold.json nor bundle.json says
+_OP_KEYS = ('min_area', 'image_score', 'negative_class', 'cost_fn', 'cost_fp', 'defect_rate', 'source', 'note')
 
+def _read_json(p) -> dict:
+    "A JSON file's content, or {} when it is missing or unreadable (the dashboard shows defaults rather than fail)."
+    try: return json.loads(Path(p).read_text()) if Path(p).exists() else {}
+    except (ValueError, OSError): return {}
+
+def operating_point(path, # a run folder or a bundle folder
+                   ) -> dict:
+    """The threshold a run was evaluated at (threshold.json) or a bundle carries (bundle.json), with what came with it:
+    `min_area` and `image_score` (segmenters), `negative_class`, `cost_fn`, `cost_fp`, `defect_rate`, `source` (how it was
+    chosen) and `note`; None where absent, and threshold 0.5 when there is none."""
+    path = Path(path)
+    if (path/'bundle.json').exists():
+        b = _read_json(path/'bundle.json'); m = b.get('metrics') or {}
+        op = dict(threshold=b.get('threshold'), min_area=b.get('min_area'), image_score=b.get('image_score'), negative_class=b.get('negative_class'),
+                  cost_fn=m.get('cost_fn'), cost_fp=m.get('cost_fp'), defect_rate=m.get('defect_rate'), source=b.get('threshold_source'),
+                  note=m.get('threshold_note'))
+    else:
+        op = _read_json(path/'threshold.json')
+        if not op.get('source') and op.get('chosen_on') == 'valid': op['source'] = 'chosen on the validation split by cost'
+    try: thr = float(op['threshold'])
+    except (KeyError, TypeError, ValueError): return dict({k: None for k in _OP_KEYS}, threshold=0.5, source='default: not evaluated yet')
+    return {**{k: None for k in _OP_KEYS}, **op, 'threshold': thr}
+
+def default_threshold(run, # a run folder (or a bundle folder)
+                     ) -> float:
+    "The run's threshold from evaluation (threshold.json) or the bundle's (bundle.json), else 0.5."
+    return operating_point(run)['threshold']
+
+def default_min_area(path, # a segmenter's run folder or bundle folder
+                    ) -> int:
+    "The minimum defect area (pixels) for an image to be defective: the run's (threshold.json) or bundle's (bundle.json), else `MIN_AREA`."
+    a = operating_point(path)['min_area']
+    return MIN_AREA if a is None else int(a)
+
+# %% ../nbs/10_dashboard.ipynb #cb5c9e6f
 def read_upload(value, # `FileUpload.value`: a tuple of dicts (ipywidgets 8) or a dict of dicts (ipywidgets 7)
                 max_bytes:int=20 * 2**20, # larger uploads are refused
                ) -> tuple:
@@ -55,6 +88,28 @@ def read_upload(value, # `FileUpload.value`: a tuple of dicts (ipywidgets 8) or 
     data = bytes(f.get('content', b''))
     if len(data) > max_bytes: raise ImageError(f"{name!r} is {len(data):,} bytes, over the upload limit of {max_bytes:,}")
     return name, load_image(data, name=name)
+
+# %% ../nbs/10_dashboard.ipynb #464cbedf
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')   # what the Sample list and the upload accept
+
+def find_samples(path, # a run folder or a bundle folder
+                ) -> dict:
+    """Images to try a run or bundle on: `images` (paths), `run` (the run whose table knows their truth, or None) and
+    `source` (where they come from, or why there are none, in words)."""
+    path = Path(path)
+    if (path/'bundle.json').exists():
+        ex = path/'examples'
+        ex = sorted(str(p) for p in ex.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if ex.is_dir() else []
+        if ex: return dict(images=ex, run=None, source="the bundle's examples/ folder")
+        run = _read_json(path/'bundle.json').get('run')
+        if not run or not (Path(run)/'config.json').exists():
+            return dict(images=[], run=None, source="this bundle holds no example images (put some in its examples/ folder) and its run is not on this machine")
+        path = Path(run)
+    try: imgs = [p for p in run_table(path, 'test').image if Path(p).exists()]
+    except Exception as e:                                    # whatever the reason, the dashboard stays up and says it
+        return dict(images=[], run=None, source=f"no test split found for run {path.name} ({type(e).__name__}: {e})")
+    if not imgs: return dict(images=[], run=None, source=f"the test images of run {path.name} are not on this machine")
+    return dict(images=imgs, run=path, source=f"the test split of run {path.name}")
 
 # %% ../nbs/10_dashboard.ipynb #2dba1527
 @functools.lru_cache(maxsize=8)
@@ -79,7 +134,7 @@ def analyse(run, # a run folder
             device:str='cpu',
             method:str='gradcam', # a key of `explain.CAM_METHODS`
            ) -> dict:
-    "Prediction, probabilities and CAM (classifier) or defect probability map (segmenter) for one image."
+    "Prediction, probabilities and CAM (classifier) or defect probability map and minimum defect area (segmenter) for one image."
     t = time.perf_counter()
     cfg = load_config(run)
     res = explain_image(run, img, epoch, method, model=get_model(run, epoch, device))
@@ -87,6 +142,7 @@ def analyse(run, # a run folder
     if cfg['task'] == 'segment':
         h, w = img.shape[:2]
         res['prob'] = cv2.resize(res['defect_probability'].astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        res['min_area'] = default_min_area(run)
     res['seconds'] = time.perf_counter() - t
     return res
 
@@ -105,52 +161,64 @@ def analyse_bundle(bundle, # a bundle folder
     res = dict(task=p.task, classes=p.classes, image=img, epoch='bundle', run=str(bundle), overlay=None)
     if p.task == 'classify': res.update(prediction=r['prediction'], confidence=r['confidence'], probabilities=r['probabilities'])
     elif p.task == 'anomaly': res.update(prob=r['anomaly_map'], defect_score=r['defect_score'])    # the map in [0, 1) at the image's size
-    else: res['prob'] = r['probability']
+    else: res.update(prob=r['probability'], min_area=p.min_area)
     res['seconds'] = time.perf_counter() - t
     return res
 
 def decide(res:dict, # a result of `analyse` or `analyse_bundle`
            threshold:float, # defect probability at or above which the image (or pixel) is defective
+           min_area:int|None=None, # segmenters: defect pixels for the image to be defective (None: the run's or bundle's, kept in `res`)
           ) -> dict:
-    "The decision at `threshold`: defective or not (classifier), the thresholded mask and its area (segmenter), or the score against it (anomaly)."
+    """The decision at `threshold`: `defective` and `threshold`, with the defect score (classifier: 1 − P(no-defect class);
+    anomaly: the score), or the thresholded `mask`, its `defect_area` and the `min_area` it was held to (segmenter)."""
     if res['task'] == 'classify':
         neg = negative_class(res['classes'])
         score = 1 - res['probabilities'][neg] if neg else None
-        return dict(defect_score=score, defective=(score >= threshold) if score is not None else True)
-    mask = (res['prob'] >= threshold).astype(np.uint8)
-    if res['task'] == 'anomaly': return dict(mask=mask, defect_area=int(mask.sum()), defect_score=res['defect_score'], defective=res['defect_score'] >= threshold)
-    return dict(mask=mask, defect_area=int(mask.sum()), defective=bool(mask.sum() >= 20))
+        return dict(defect_score=score, defective=bool(score >= threshold) if score is not None else True, threshold=threshold)
+    mask = (res['prob'] >= threshold).astype(np.uint8); area = int(mask.sum())
+    if res['task'] == 'anomaly':
+        return dict(mask=mask, defect_area=area, defect_score=res['defect_score'], defective=bool(res['defect_score'] >= threshold), threshold=threshold)
+    min_area = int(res.get('min_area', MIN_AREA) if min_area is None else min_area)
+    return dict(mask=mask, defect_area=area, min_area=min_area, defective=area >= min_area, threshold=threshold)
 
-# %% ../nbs/10_dashboard.ipynb #68a5c9aa
-def bars_png(probabilities:dict, # {class: probability}
-             width:float=3.2, # figure width in inches
-            ) -> bytes:
-    "A horizontal bar chart of class probabilities, as PNG."
-    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
-    cs, ps = list(probabilities), list(probabilities.values())
-    fig, ax = plt.subplots(figsize=(width, 0.32 * len(cs) + 0.5))
-    ax.barh(cs, ps, color=['tab:red' if p == max(ps) else 'tab:gray' for p in ps]); ax.set_xlim(0, 1); ax.invert_yaxis()
-    ax.tick_params(labelsize=8); fig.tight_layout()
-    buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=80); plt.close(fig); return buf.getvalue()
+# %% ../nbs/10_dashboard.ipynb #073bdff2
+def _thr(t:float) -> str:
+    "A threshold with two decimals, more only when it has them: 0.3 → '0.30', 0.533 → '0.533'."
+    s = f"{t:.4f}".rstrip('0')
+    return s if len(s.split('.')[1]) > 2 else f"{t:.2f}"
 
-def mask_overlay(img:np.ndarray, # uint8 image, gray or RGB
-                 mask:np.ndarray, # the predicted mask, the size of `img`, nonzero on defect pixels
-                 truth:np.ndarray|None=None, # the true mask, the size of `img` (None: not drawn)
-                ) -> np.ndarray:
-    "RGB image with the predicted mask tinted red (and the true mask outlined in green)."
-    rgb = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB) if img.ndim == 2 else img.copy()
-    m = mask > 0; rgb[m] = (0.55 * rgb[m] + np.array([115, 0, 0])).astype(np.uint8)
-    return rgb if truth is None else overlay_mask(rgb, truth, (0, 255, 0))
+def _digits(x:float, t:float, lo:int, scale:float=1.) -> int:
+    "Decimals (at least `lo`, at most 6) at which x·scale and t·scale print differently, so no verdict reads '30.0 % < 30.0 %'."
+    k = lo
+    while k < 6 and x != t and f"{scale * x:.{k}f}" == f"{scale * t:.{k}f}": k += 1
+    return k
 
-def heat_rgb(prob:np.ndarray, # H×W probabilities (or anomaly scores) in [0, 1]
-            ) -> np.ndarray:
-    "A map in [0, 1] in colour (jet: blue low, red high), RGB uint8."
-    return cv2.cvtColor(cv2.applyColorMap((np.clip(prob, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
-
-def heat_png(prob:np.ndarray, # H×W probabilities in [0, 1]
-            ) -> bytes:
-    "A probability map in [0, 1] as a colour PNG (jet)."
-    return to_png(heat_rgb(prob))
+def verdict(res:dict, # a result of `analyse` or `analyse_bundle`
+            decision:dict, # its decision, from `decide`
+           ) -> dict:
+    """The decision in words that cannot be misread: `label` and `value` (the top class and its probability, the anomaly
+    score, or the defect area), `rule` (the number that decides, against the threshold), `verdict` ('DEFECTIVE' or
+    'OK'), `text` (the line: label, value, rule, verdict) and `why` (how the rule works, one sentence)."""
+    t, bad = decision['threshold'], decision['defective']
+    cmp, word = ('≥' if bad else '<'), ('DEFECTIVE' if bad else 'OK')
+    if res['task'] == 'classify':
+        label, value = res['prediction'], f"{100 * res['confidence']:.1f} %"
+        s, neg = decision['defect_score'], negative_class(res['classes'])
+        if s is None:
+            rule, why = "· no 'ok' class in this model", "without a no-defect class every image counts as defective"
+        else:
+            rule = f"· P(defect) {100 * s:.{_digits(s, t, 1, 100)}f} % {cmp} threshold {_thr(t)}"
+            why = f"P(defect) = 1 − P({neg}); the image is rejected when it reaches the threshold, whichever class is on top"
+    elif res['task'] == 'anomaly':
+        s = decision['defect_score']
+        label, value, rule = 'anomaly score', f"{s:.{_digits(s, t, 3)}f}", f"{cmp} threshold {_thr(t)}"
+        why = "the score is the anomaly map's highest value: near 0 for parts like the good ones seen in training, towards 1 for parts unlike any"
+    else:
+        a, m = decision['defect_area'], decision['min_area']
+        label, value = 'defect area', f"{a:,} px"
+        rule = f"{cmp} minimum area {m:,} px"
+        why = f"pixels with P(defect) ≥ {_thr(t)} are defect; the image is defective when they cover at least {m:,} px"
+    return dict(label=label, value=value, rule=rule, verdict=word, text=f"{label} {value} {rule} → {word}", why=why)
 
 # %% ../nbs/10_dashboard.ipynb #f57ce855
 def sample_truth(run, # a run folder
@@ -179,15 +247,169 @@ def score(res:dict, # a result of `analyse` or `analyse_bundle`
     d, i = dice_iou(decision['mask'], truth['mask'])
     return f"true class {truth['label']}: Dice {d:.3f}, IoU {i:.3f}"
 
-# %% ../nbs/10_dashboard.ipynb #57c42016
+# %% ../nbs/10_dashboard.ipynb #68a5c9aa
+PRED_RGB, TRUTH_RGB = (255, 0, 0), (0, 255, 0)   # predicted defect (tint and outline), true defect (outline)
+
+def bars_png(probabilities:dict, # {class: probability}
+             width:float=3.2, # figure width in inches
+            ) -> bytes:
+    "A horizontal bar chart of class probabilities, as PNG."
+    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
+    cs, ps = list(probabilities), list(probabilities.values())
+    fig, ax = plt.subplots(figsize=(width, 0.32 * len(cs) + 0.5))
+    ax.barh(cs, ps, color=['tab:red' if p == max(ps) else 'tab:gray' for p in ps]); ax.set_xlim(0, 1); ax.invert_yaxis()
+    ax.tick_params(labelsize=8); fig.tight_layout()
+    buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=80); plt.close(fig); return buf.getvalue()
+
+def _outline(rgb, mask, color, width):
+    cnts, _ = cv2.findContours((mask > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    return cv2.drawContours(rgb, cnts, -1, color, width)
+
+def mask_overlay(img:np.ndarray, # uint8 image, gray or RGB
+                 mask:np.ndarray, # the predicted mask, the size of `img`, nonzero on defect pixels
+                 truth:np.ndarray|None=None, # the true mask, the size of `img` (None: not drawn)
+                 color=PRED_RGB, # RGB of the prediction's tint and outline
+                 fill:bool=True, # tint the predicted pixels (False: outline only)
+                ) -> np.ndarray:
+    "RGB image with the predicted mask tinted and outlined in red, and the true mask outlined in green."
+    rgb = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB) if img.ndim == 2 else img.copy()
+    w = max(1, round(max(rgb.shape[:2]) / 250))              # about 1 px at the panel's 220 px, whatever the image's size
+    m = mask > 0
+    if fill: rgb[m] = (0.55 * rgb[m] + 0.45 * np.array(color)).astype(np.uint8)
+    rgb = _outline(rgb, m, color, w)
+    return rgb if truth is None else _outline(rgb, truth, TRUTH_RGB, w)
+
+def heat_rgb(prob:np.ndarray, # H×W probabilities (or anomaly scores) in [0, 1]
+            ) -> np.ndarray:
+    "A map in [0, 1] in colour (jet: blue low, red high), RGB uint8."
+    return cv2.cvtColor(cv2.applyColorMap((np.clip(prob, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+
+def heat_png(prob:np.ndarray, # H×W probabilities in [0, 1]
+            ) -> bytes:
+    "A probability map in [0, 1] as a colour PNG (jet)."
+    return to_png(heat_rgb(prob))
+
+# %% ../nbs/10_dashboard.ipynb #5f503135
+METRIC_NAMES = {   # metrics.json key: (row name, format: 'pct', 'int', 'dec', 'thr', 'k' per 10,000, 'g' or 'txt')
+    'task': ('task', 'txt'), 'arch': ('architecture', 'txt'), 'split': ('evaluated on split', 'txt'), 'epoch': ('checkpoint', 'txt'),
+    'n': ('images evaluated', 'int'), 'n_defective': ('of them defective', 'int'),
+    'accuracy': ('accuracy', 'pct'), 'balanced_accuracy': ('balanced accuracy', 'pct'), 'image_accuracy': ('image-level accuracy', 'pct'),
+    'roc_auc': ('ROC AUC', 'dec'), 'roc_auc_macro': ('ROC AUC (mean over classes)', 'dec'), 'average_precision': ('average precision', 'dec'),
+    'ece': ('calibration error (ECE)', 'dec'),
+    'image_auroc': ('image AUROC', 'dec'), 'image_ap': ('image average precision', 'dec'),
+    'pixel_auroc': ('pixel AUROC', 'dec'), 'pro': ('PRO (per-region overlap)', 'dec'), 'pixel_ap': ('pixel average precision', 'dec'),
+    'dice_mean': ('Dice, mean over images', 'dec'), 'iou_mean': ('IoU, mean over images', 'dec'),
+    'dice_defective': ('Dice, defective images', 'dec'), 'iou_defective': ('IoU, defective images', 'dec'),
+    'dice_pooled': ('Dice, all pixels pooled', 'dec'), 'iou_pooled': ('IoU, all pixels pooled', 'dec'), 'miou': ('mean IoU over classes', 'dec'),
+    'bank_size': ('memory bank (patches)', 'int'),
+    'threshold': ('threshold', 'thr'), 'min_area': ('minimum defect area (px)', 'int'), 'image_score': ('image score', 'txt'),
+    'test_recall': ('defective images caught (recall)', 'pct'), 'image_recall': ('defective images caught (recall)', 'pct'),
+    'recall': ('defective images caught (recall)', 'pct'),
+    'test_false_alarm_rate': ('good images rejected (false-alarm rate)', 'pct'),
+    'image_false_alarm_rate': ('good images rejected (false-alarm rate)', 'pct'), 'false_alarm_rate': ('good images rejected (false-alarm rate)', 'pct'),
+    'defect_rate': ('share of defective parts on the line (assumed)', 'pct'),
+    'test_missed_per_10k': ('missed defects per 10,000 parts', 'k'), 'test_false_alarms_per_10k': ('false alarms per 10,000 parts', 'k'),
+    'test_cost': ('expected cost per 10,000 parts', 'k'), 'cost_fn': ('cost of a missed defect', 'g'), 'cost_fp': ('cost of a false alarm', 'g'),
+}
+
+def _fmt(v, kind:str) -> str:
+    if v is None: return '—'
+    if kind == 'txt': return str(v)
+    if kind == 'pct': return f"{100 * v:.1f} %"
+    if kind == 'int': return f"{int(v):,}"
+    if kind == 'thr': return _thr(v)
+    if kind == 'k': return f"{v:,.1f}"
+    if kind == 'g': return f"{v:g}"
+    return f"{v:.3f}"
+
+def metrics_table(metrics:dict, # metrics.json (or a bundle.json's metrics)
+                 ) -> pd.DataFrame:
+    "The numbers of `METRIC_NAMES` that `metrics` holds, in that order, named and formatted: one column, 'value', of text."
+    rows = {}
+    for k, (name, kind) in METRIC_NAMES.items():
+        v = metrics.get(k, ...)
+        if v is ... or isinstance(v, (dict, list, bool)) or name in rows: continue
+        rows[name] = _fmt(v, kind)
+    return pd.DataFrame({'value': pd.Series(rows, dtype=object)}).rename_axis(None)
+
+# %% ../nbs/10_dashboard.ipynb #ee8e3e8e
+_IMAGE_SCORES = {'max_prob': 'their largest pixel probability', 'area': 'their predicted defect area',
+                 'largest_region': 'the area of their largest connected defect region'}
+
+def _pct(v): return f"{100 * v:.1f} %"
+
+def threshold_meaning(metrics:dict, # metrics.json (or a bundle.json's metrics); may be empty
+                      op:dict|None=None, # the operating point, from `operating_point` (None: what `metrics` holds)
+                     ) -> str:
+    "The threshold in words: what is rejected, how the threshold was chosen, and what it caught and missed on the test split."
+    op = {k: v for k, v in (op or {}).items() if v is not None}
+    g = lambda k: metrics.get(k) if metrics.get(k) is not None else op.get(k)
+    t = op.get('threshold', metrics.get('threshold'))
+    if t is None or (not metrics and str(op.get('source', '')).startswith('default')):
+        return ("Not evaluated yet: the threshold is the default 0.5 and nothing says what it does on the line; "
+                "run `defect-nb evaluate` to choose one by the cost of a missed defect.")
+    task = metrics.get('task') or ('segment' if g('min_area') is not None else 'classify')
+    src = op.get('source')
+    cost = (f" The threshold was chosen on the validation split where a missed defect costs {g('cost_fn') / g('cost_fp'):g}× a false alarm."
+            if g('cost_fn') and g('cost_fp') else f" Threshold: {src}." if src else '')
+    split = metrics.get('split', 'test')
+    if task == 'classify':
+        first = f"An image is rejected as defective when P(defect) = 1 − P({g('negative_class') or 'ok'}) is at or above {_thr(t)} (whichever class is on top)"
+        rec, far = metrics.get('test_recall'), metrics.get('test_false_alarm_rate')
+    elif task == 'segment':
+        a = int(g('min_area') if g('min_area') is not None else MIN_AREA)
+        first = (f"A pixel is defect when its P(defect) is at or above {_thr(t)}, and an image is defective when at least "
+                 f"{a:,} such {'pixels are' if a != 1 else 'pixel is'} found")
+        cost = cost.replace('The threshold was chosen', 'Both were chosen together', 1)
+        rec, far = metrics.get('image_recall'), metrics.get('image_false_alarm_rate')
+    else:
+        first = (f"An image is defective when its anomaly score (the anomaly map's highest value: near 0 for parts like the good "
+                 f"ones seen in training) is at or above {_thr(t)}")
+        rec, far = metrics.get('recall'), metrics.get('false_alarm_rate')
+    out = first + '.' + cost
+    if rec is not None or far is not None:
+        said = [x for x in (f"caught {_pct(rec)} of the defective images" if rec is not None else None,
+                            f"rejected {_pct(far)} of the good ones" if far is not None else None) if x]
+        out += f" On the {split} split it {' and '.join(said)}"
+        miss, alarms, rate = metrics.get('test_missed_per_10k'), metrics.get('test_false_alarms_per_10k'), g('defect_rate')
+        if miss is not None and alarms is not None and rate is not None:
+            src_rate = metrics.get('defect_rate_from')
+            where = {'the validation split': ' (as in the validation split)', 'the line (given)': ' (as given)', None: ''}.get(src_rate, f" ({src_rate})")
+            out += (f"; on a line where {_pct(rate)} of parts are defective{where} that is about {miss:,.0f} missed defects "
+                    f"and {alarms:,.0f} false alarms per 10,000 parts")
+        out += '.'
+    if task == 'segment' and g('image_score') in _IMAGE_SCORES: out += f" Images are ranked (for the AUROC) by {_IMAGE_SCORES[g('image_score')]}."
+    note = g('threshold_note') or op.get('note')
+    return out + (f" Note: {note}." if note else '')
+
+# %% ../nbs/10_dashboard.ipynb #a145301b
 def _devices():
     try:
         import torch
         return ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
     except ImportError: return ['cpu']
 
+def _esc(s) -> str: return html.escape(str(s), quote=False)
+
+def _legend(items:list) -> str:
+    "A legend line: (RGB, 'fill', 'outline' or 'both', what it shows) per item."
+    def sw(c, k):
+        fill = f"background:rgba({c[0]},{c[1]},{c[2]},{0.45 if k == 'both' else 1});" if k in ('fill', 'both') else ''
+        line = f"border:2px solid rgb{tuple(c)};" if k in ('outline', 'both') else ''
+        return f"<span style='display:inline-block;width:10px;height:10px;margin:0 3px 0 8px;vertical-align:middle;{fill}{line}'></span>"
+    return "<div class='dnb-legend' style='font-size:12px;color:#333'>" + ''.join(sw(c, k) + _esc(t) for c, k, t in items) + '</div>'
+
+def _training_html(metrics:dict, op:dict, what:str) -> str:
+    "The Training tab's text: the threshold in words, the metrics table, and every number of the file behind a click."
+    head = f"<p class='dnb-threshold-meaning' style='max-width:760px;font-size:14px'>{_esc(threshold_meaning(metrics, op))}</p>"
+    if not metrics: return head                                    # which says how to evaluate
+    raw = pd.Series({k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}, dtype=object).to_frame('value').to_html()
+    return (head + metrics_table(metrics).to_html(header=False, classes='dnb-metrics', escape=True)
+            + f"<details style='margin-top:8px'><summary>every number in {_esc(what)}</summary>{raw}</details>")
+
+# %% ../nbs/10_dashboard.ipynb #57c42016
 class Dashboard:
-    "The ipywidgets dashboard: controls, one result panel per selected epoch, and the run's training curves."
+    "The ipywidgets dashboard: controls, one result panel per epoch shown (range ends and *Compare with*), and the run's training numbers."
     def __init__(self, runs='runs', # a folder of run folders
                  bundles=None, # a folder of bundle folders (None: runs only)
                  max_bytes:int=20 * 2**20, # uploads over this size are refused
@@ -199,24 +421,30 @@ class Dashboard:
         self.run = W.Dropdown(options=[(p.name, str(p)) for p in self.runs] + [(f"bundle: {p.name}", str(p)) for p in self.bundles],
                               description='Run', layout=lay)
         self.epochs = W.IntRangeSlider(description='Epochs', min=1, max=1, value=(1, 1), continuous_update=False, layout=lay)
+        self.compare = W.Dropdown(description='Compare with', options=[('none', 0)], value=0, style={'description_width': 'initial'},
+                                  layout=W.Layout(width='200px', margin='0 0 0 12px'))
         self.device = W.Dropdown(options=_devices(), description='Device', layout=lay)
         self.method = W.Dropdown(options=['gradcam', 'gradcam++', 'eigencam'], description='CAM', layout=lay)
         self.threshold = W.FloatSlider(description='Threshold', min=0, max=1, step=0.01, value=0.5, continuous_update=False, readout_format='.2f', layout=lay)
-        self.upload = W.FileUpload(accept='.png,.jpg,.jpeg,.bmp,.tif,.tiff', multiple=False, description='Upload')
+        self.upload = W.FileUpload(accept=','.join(IMAGE_SUFFIXES), multiple=False, description='Upload')
         self.sample = W.Dropdown(description='Sample', options=[], layout=lay)
         self.status = W.HTML(); self.panels = W.HBox(layout=W.Layout(flex_flow='row wrap'))
         self.curves, self.metrics = W.Image(format='png', layout=W.Layout(max_width='800px')), W.HTML()
-        self.results, self.image, self.truth = [], None, None
-        controls = W.VBox([self.run, self.epochs, self.device, self.method, self.threshold, W.HBox([self.upload]), self.sample])
+        self.results, self.image, self.truth, self.name, self.best, self.samples, self.where, self._loading = [], None, None, '', None, {}, '', False
+        controls = W.VBox([self.run, W.HBox([self.epochs, self.compare]), self.device, self.method, self.threshold, W.HBox([self.upload]), self.sample])
         inspect = W.VBox([W.HBox([controls, W.VBox([self.status], layout=W.Layout(margin='0 0 0 20px'))]), self.panels])
         self.tabs = W.Tab(children=[inspect, W.VBox([self.curves, self.metrics])]); self.tabs.set_title(0, 'Inspect'); self.tabs.set_title(1, 'Training')
         self.ui = W.VBox([W.HTML('<h2 style="margin:4px 0">defect_nb inspection</h2>'), self.tabs])
-        self.run.observe(self._on_run, 'value'); self.epochs.observe(lambda c: self._safe(self._analyse), 'value')
-        self.device.observe(lambda c: self._safe(self._analyse), 'value'); self.method.observe(lambda c: self._safe(self._analyse), 'value')
-        self.threshold.observe(lambda c: self._safe(self._render), 'value')
+        self.run.observe(self._on_run, 'value')
+        for w in (self.epochs, self.compare, self.device, self.method): w.observe(self._when_user(self._analyse), 'value')
+        self.threshold.observe(self._when_user(self._render), 'value')
         self.upload.observe(self._on_upload, 'value'); self.sample.observe(self._on_sample, 'value')
         if self.run.options: self._on_run()
         else: self._say(f"no runs in {self.root.resolve()}: train one with <code>defect-nb train</code> or <code>defect-nb demo</code>", 'error')
+
+    def _when_user(self, f):
+        "An observer that runs `f` (safely) when the user changes a widget, not while the dashboard sets widgets itself."
+        return lambda change: None if self._loading else self._safe(f)
 
     def _say(self, msg, kind='info'):
         color = {'error': '#b00020', 'info': '#333'}[kind]
@@ -224,104 +452,143 @@ class Dashboard:
 
     def _safe(self, f, *a):
         try: f(*a)
-        except (ImageError, RunError, ValueError, OSError) as e: self._say(f"{type(e).__name__}: {html.escape(str(e), quote=False)}", 'error')
-        except Exception as e: self._say(f"unexpected error ({type(e).__name__}): {html.escape(str(e), quote=False)}; the dashboard is still running", 'error')
+        except (ImageError, RunError, ValueError, OSError) as e: self._say(f"{type(e).__name__}: {_esc(e)}", 'error')
+        except Exception as e: self._say(f"unexpected error ({type(e).__name__}): {_esc(e)}; the dashboard is still running", 'error')
 
     def _on_run(self, change=None): self._safe(self._load_run)
 
     def _is_bundle(self): return (Path(self.run.value)/'bundle.json').exists()
 
-    def _load_bundle(self):
-        b = Path(self.run.value); meta = json.loads((b/'bundle.json').read_text())
-        self.epochs.disabled, self.method.disabled, self.sample.options = True, True, [('(a bundle has no dataset)', '')]
-        self.threshold.unobserve_all('value'); self.threshold.value = float(meta.get('threshold', 0.5))
-        self.threshold.observe(lambda c: self._safe(self._render), 'value')
-        self.curves.value = b''; self.metrics.value = pd.Series({k: v for k, v in meta.get('metrics', {}).items()}, dtype=object).to_frame('value').to_html()
-        self._say(f"bundle <b>{html.escape(b.name, quote=False)}</b>: {meta['task']}, {meta.get('arch')}, onnxruntime; upload an image")
-        if self.image is not None: self._analyse()
-
-    def _load_run(self):
-        if self._is_bundle(): return self._load_bundle()
-        self.epochs.disabled = self.method.disabled = False
-        run = Path(self.run.value); eps = list_epochs(run); cfg = load_config(run)
-        best = cfg.get('best_epoch') or eps[-1]
-        self.epochs.unobserve_all('value')
-        self.epochs.min, self.epochs.max = 1, max(eps); self.epochs.value = (best, best)
-        self.epochs.observe(lambda c: self._safe(self._analyse), 'value')
-        self.threshold.unobserve_all('value'); self.threshold.value = default_threshold(run)
-        self.threshold.observe(lambda c: self._safe(self._render), 'value')
-        self.cfg = cfg
-        try: self.sample.options = [('(choose a test image)', '')] + [(Path(p).name, p) for p in run_table(run, 'test').image]
-        except (RunError, ValueError, OSError): self.sample.options = [('(no test split found)', '')]
-        self.curves.value = (run/'curves.png').read_bytes() if (run/'curves.png').exists() else b''
-        m = run/'metrics.json'
-        self.metrics.value = (pd.Series({k: v for k, v in json.loads(m.read_text()).items() if isinstance(v, (int, float, str))}).to_frame('value').to_html()
-                              if m.exists() else '<i>not evaluated yet: run <code>defect-nb evaluate</code></i>')
-        self._say(f"run <b>{html.escape(run.name, quote=False)}</b>: {cfg['task']}, {cfg['arch']}, epochs {eps[0]}–{eps[-1]} (best {best}); upload an image or pick a sample")
-        if self.image is not None: self._analyse()
-
-    def _on_upload(self, change):
-        if not self.upload.value: return
-        try: name, img = read_upload(self.upload.value, self.max_bytes)
-        except ImageError as e:
-            self._say(f"could not read the upload: {html.escape(str(e), quote=False)}", 'error'); return
-        finally:
-            try: self.upload.value = ()                            # ready for the next file
-            except Exception: pass
-        self.image, self.truth, self.name = img, None, name
-        self._safe(self._analyse)
-
-    def _on_sample(self, change):
-        if not self.sample.value: return
-        def go():
-            self.image, self.name = load_image(self.sample.value), Path(self.sample.value).name
-            self.truth = sample_truth(self.run.value, self.sample.value); self._analyse()
-        self._safe(go)
-
-    def _analyse(self):
-        if self.image is None or not self.run.value: return
-        a, b = self.epochs.value
-        eps = [a] if a == b else [a, b]
-        t = time.perf_counter()
-        if self._is_bundle(): self.results = [analyse_bundle(self.run.value, self.image)]
-        else: self.results = [analyse(self.run.value, self.image, e, self.device.value, self.method.value) for e in eps]
-        self.elapsed = time.perf_counter() - t
-        self._render()
-
-    def _render(self):
-        W = self.W; panels = []
-        for r in self.results:
-            d = decide(r, self.threshold.value)
-            kids = [W.HTML(f"<b>{'epoch ' + str(r['epoch']) if r['epoch'] != 'bundle' else 'ONNX bundle'}</b> · {html.escape(self.name, quote=False)}")]
-            if r['task'] == 'classify':
-                verdict = 'DEFECTIVE' if d['defective'] else 'OK'
-                kids += [W.HTML(f"<div class='dnb-prediction' style='font-size:18px'>{r['prediction']} <b>{r['confidence']:.1%}</b> → {verdict}</div>"),
-                         W.Image(value=to_png(r['image']), format='png', width=220),
-                         W.Image(value=to_png(r['overlay']), format='png', width=220, layout=W.Layout(border='1px solid #ccc')) if r['overlay'] is not None
-                         else W.HTML('<i>no Grad-CAM for an ONNX bundle: choose its run for heatmaps</i>'),
-                         W.Image(value=bars_png(r['probabilities']), format='png')]
-            elif r['task'] == 'anomaly':
-                kids += [W.HTML(f"<div class='dnb-prediction' style='font-size:18px'>anomaly score <b>{d['defect_score']:.3f}</b> → "
-                                f"{'DEFECTIVE' if d['defective'] else 'OK'}</div>"),
-                         W.Image(value=to_png(r['image']), format='png', width=220),
-                         W.Image(value=to_png(mask_overlay(r['image'], d['mask'] * 0, (self.truth or {}).get('mask')) // 2 + heat_rgb(r['prob']) // 2),
-                                 format='png', width=220, layout=W.Layout(border='1px solid #ccc'))]
-            else:
-                kids += [W.HTML(f"<div class='dnb-prediction' style='font-size:18px'>defect area <b>{d['defect_area']:,}</b> px → "
-                                f"{'DEFECTIVE' if d['defective'] else 'OK'}</div>"),
-                         W.Image(value=to_png(r['image']), format='png', width=220),
-                         W.Image(value=heat_png(r['prob']), format='png', width=220),
-                         W.Image(value=to_png(mask_overlay(r['image'], d['mask'], (self.truth or {}).get('mask'))), format='png', width=220,
-                                 layout=W.Layout(border='1px solid #ccc'))]
-            if self.truth: kids.append(W.HTML(f"<div class='dnb-truth'>{score(r, d, self.truth)}</div>"))
-            p = W.VBox(kids, layout=W.Layout(margin='6px', padding='6px', border='1px solid #ddd')); p.add_class('dnb-panel'); panels.append(p)
-        self.panels.children = panels
-        if self.results: self._say(f"{len(self.results)} result(s) in {self.elapsed:.2f} s at threshold {self.threshold.value:.2f}")
-
     def show(self):
         "Display the dashboard (in Jupyter or Voilà)."
         from IPython.display import display
         display(self.ui)
+
+# %% ../nbs/10_dashboard.ipynb #0f844dd3
+@patch
+def _load_run(self:Dashboard):
+    "Set every control, the Sample list and the Training tab for the chosen run or bundle, then re-analyse the image on show."
+    path, bundle = Path(self.run.value), self._is_bundle()
+    op, self.samples = operating_point(path), find_samples(path)
+    self._loading = True                                           # setting widgets here must not re-run the model each time
+    try:
+        if bundle:
+            meta = _read_json(path/'bundle.json'); self.task, self.best, metrics = meta.get('task'), None, meta.get('metrics') or {}
+            self.compare.options, self.compare.value = [('none', 0)], 0
+            self.curves.value = b''
+            what = f"bundle <b>{_esc(path.name)}</b>: {_esc(meta.get('task'))}, {_esc(meta.get('arch'))}, onnxruntime"
+        else:
+            eps, cfg = list_epochs(path), load_config(path)
+            self.cfg, self.task, self.best = cfg, cfg['task'], cfg.get('best_epoch') or eps[-1]
+            self.epochs.min, self.epochs.max = 1, max(eps); self.epochs.value = (self.best, self.best)
+            self.compare.options = [('none', 0)] + [(f"epoch {e}" + (' (best)' if e == self.best else ''), e) for e in eps]
+            self.compare.value = 0
+            self.curves.value = (path/'curves.png').read_bytes() if (path/'curves.png').exists() else b''
+            metrics = _read_json(path/'metrics.json')
+            what = f"run <b>{_esc(path.name)}</b>: {cfg['task']}, {_esc(cfg['arch'])}, epochs {eps[0]}–{eps[-1]} (best {self.best})"
+        self.epochs.disabled = self.method.disabled = self.compare.disabled = bundle
+        fine = self.task == 'anomaly'                              # anomaly thresholds are chosen to 1/1000
+        self.threshold.step, self.threshold.readout_format = (0.001, '.3f') if fine else (0.01, '.2f')
+        self.threshold.value = op['threshold']
+        imgs = self.samples['images']
+        pick = '(choose a test image)' if self.samples['run'] == path else '(choose an example image)' if not self.samples['run'] else '(choose a test image of its run)'
+        self.sample.options = [(pick, '')] + [(Path(p).name, p) for p in imgs] if imgs else [('(no images here: upload one)', '')]
+        self.metrics.value = _training_html(metrics, op, 'bundle.json' if bundle else 'metrics.json')
+    finally: self._loading = False
+    self.where = what
+    where = f"samples: {_esc(self.samples['source'])}" if imgs else _esc(self.samples['source'])
+    self._say(f"{what}; threshold {_thr(op['threshold'])} ({_esc(op['source'] or 'evaluation')}). Upload an image or pick a sample ({where})")
+    if self.image is not None: self._analyse()
+
+# %% ../nbs/10_dashboard.ipynb #f195c99f
+@patch
+def _on_upload(self:Dashboard, change):
+    if not self.upload.value: return
+    try: name, img = read_upload(self.upload.value, self.max_bytes)
+    except ImageError as e:
+        self._say(f"could not read the upload: {_esc(e)}", 'error'); return
+    finally:
+        try: self.upload.value = ()                                # ready for the next file
+        except Exception: pass
+    self.image, self.truth, self.name = img, None, name
+    self._loading = True
+    try: self.sample.value = ''                                    # the Sample list no longer names the image on show
+    except Exception: pass
+    finally: self._loading = False
+    self._safe(self._analyse)
+
+@patch
+def _on_sample(self:Dashboard, change):
+    if self._loading or not self.sample.value: return
+    def go():
+        p = self.sample.value
+        self.image, self.name = load_image(p), Path(p).name
+        self.truth = sample_truth(self.samples['run'], p) if self.samples.get('run') else None
+        self._analyse()
+    self._safe(go)
+
+@patch
+def _shown_epochs(self:Dashboard) -> list:
+    "The epochs with a panel: the range slider's ends, then the one to compare with (once each)."
+    a, b = self.epochs.value
+    eps = [a] if a == b else [a, b]
+    return eps + ([self.compare.value] if self.compare.value and self.compare.value not in eps else [])
+
+@patch
+def _analyse(self:Dashboard):
+    if self.image is None or not self.run.value: return
+    t = time.perf_counter()
+    if self._is_bundle(): self.results = [analyse_bundle(self.run.value, self.image)]
+    else: self.results = [analyse(self.run.value, self.image, e, self.device.value, self.method.value) for e in self._shown_epochs()]
+    self.elapsed = time.perf_counter() - t
+    self._render()
+
+# %% ../nbs/10_dashboard.ipynb #b5b54032
+@patch
+def _panel(self:Dashboard, r:dict):
+    "One result panel: title, the verdict line and why, the pictures in a row with their legend, and the truth when known."
+    W, d = self.W, decide(r, self.threshold.value); v = verdict(r, d)
+    small = "font-size:12px;line-height:1.35;color:#555"
+    def pic(png, caption, framed=False):
+        im = W.Image(value=png, format='png', width=200, layout=W.Layout(border='1px solid #ccc') if framed else W.Layout())
+        return W.VBox([W.HTML(f"<div style='{small}'>{caption}</div>"), im], layout=W.Layout(margin='0 6px 0 0'))
+    title = 'ONNX bundle' if r['epoch'] == 'bundle' else f"epoch {r['epoch']}" + (' (best)' if r['epoch'] == self.best else '')
+    color = '#b00020' if d['defective'] else '#1b7f3b'
+    kids = [W.HTML(f"<b class='dnb-title'>{title}</b> · {_esc(self.name)}"),
+            W.HTML(f"<div class='dnb-prediction' style='font-size:18px'>{_esc(v['label'])} <b>{v['value']}</b> {_esc(v['rule'])} → "
+                   f"<b class='dnb-verdict' style='color:{color}'>{v['verdict']}</b></div>"
+                   f"<div class='dnb-why' style='{small};max-width:600px'>{_esc(v['why'])}</div>")]
+    truth = (self.truth or {}).get('mask')
+    if r['task'] == 'classify':
+        cam = (pic(to_png(r['overlay']), f"where it looked ({_esc(self.method.value)})", True) if r['overlay'] is not None
+               else W.HTML('<i>no Grad-CAM for an ONNX bundle: choose its run for heatmaps</i>', layout=W.Layout(width='200px')))
+        kids.append(W.HBox([pic(to_png(r['image']), 'input'), cam, pic(bars_png(r['probabilities']), 'class probabilities')]))
+    elif r['task'] == 'anomaly':
+        rgb = cv2.cvtColor(r['image'], cv2.COLOR_GRAY2RGB) if r['image'].ndim == 2 else r['image']
+        blend = (rgb // 2 + heat_rgb(r['prob']) // 2).astype(np.uint8)
+        kids += [W.HBox([pic(to_png(r['image']), 'input'),
+                         pic(to_png(mask_overlay(blend, d['mask'], truth, color=(255, 255, 255), fill=False)), 'anomaly map on the image', True)]),
+                 W.HTML(_legend([((0, 0, 255), 'fill', 'normal'), ((255, 0, 0), 'fill', 'anomalous'),
+                                 ((255, 255, 255), 'outline', f"map ≥ {_thr(d['threshold'])}")]
+                                + ([(TRUTH_RGB, 'outline', 'true defect')] if truth is not None else [])))]
+    else:
+        kids += [W.HBox([pic(to_png(r['image']), 'input'), pic(heat_png(r['prob']), 'P(defect) per pixel (blue 0, red 1)'),
+                         pic(to_png(mask_overlay(r['image'], d['mask'], truth)), 'prediction on the image', True)]),
+                 W.HTML(_legend([(PRED_RGB, 'both', f"predicted defect: P(defect) ≥ {_thr(d['threshold'])}")]
+                                + ([(TRUTH_RGB, 'outline', 'true defect')] if truth is not None else [])) +
+                        f"<div class='dnb-rule' style='font-size:12px;color:#333'>pixel threshold {_thr(d['threshold'])} · "
+                        f"minimum defect area {d['min_area']:,} px</div>")]
+    if self.truth: kids.append(W.HTML(f"<div class='dnb-truth'>{_esc(score(r, d, self.truth))}</div>"))
+    p = W.VBox(kids, layout=W.Layout(margin='6px', padding='6px', border='1px solid #ddd')); p.add_class('dnb-panel')
+    return p
+
+@patch
+def _render(self:Dashboard):
+    self.panels.children = [self._panel(r) for r in self.results]
+    if self.results:
+        shown = ' and '.join(f"epoch {r['epoch']}" for r in self.results) if len(self.results) > 1 else ''
+        self._say(f"{self.where} · {len(self.results)} result(s) in {self.elapsed:.2f} s at threshold {_thr(self.threshold.value)}"
+                  + (f" ({shown} side by side)" if shown else ''))
 
 # %% ../nbs/10_dashboard.ipynb #9208adcb
 def dashboard_notebook(runs, # a folder of run folders
