@@ -305,6 +305,7 @@ def _make_int8(run, cfg, fp32, out, mode, calib_n, methods, bar, valid_n, seed) 
     if mode == 'static':
         views = TTA_VIEWS.get(cfg.get('options', {}).get('tta') or 'none', 1)
         rows = calibration_rows(run, max(16, calib_n // views), seed)        # a model with views sees calib_n passes all the same
+        if views > 1: methods = ('minmax',)     # the histogram calibrators hold every activation: 9 GB for 16 images of a dihedral model, then the OOM killer
         r = int8_search(fp32, out, model_inputs([load_image(p) for p in rows.image], pre), xv, score, tuple(methods), bar, views=views)
         counts = rows.label.astype(str).value_counts().sort_index() if 'label' in rows else {}
         r['calibration'] = dict(split='train', n_images=int(len(rows)), views=views, per_class={k: int(v) for k, v in dict(counts).items()}, seed=seed)
