@@ -72,3 +72,18 @@ def test_demo_end_to_end_and_rerun(cli, tmp_path):
     r = cli(*args, timeout=600)
     assert r.returncode == 0 and 'classifier training' in json.loads(r.stdout)['steps']
     assert (tmp_path / 'd' / 'runs' / 'classifier' / 'epoch_01.pth').stat().st_mtime_ns == stamp     # reused, not retrained
+
+
+def test_demo_reports_progress_at_every_step(cli):
+    "A person watching `defect-nb demo` sees every step start and end with the time so far, an estimate of what is left, and the U-Net's epochs."
+    r = cli('demo', '--out', 'd', '--n-per-class', '4', '--size', '64', '--seg-size', '64', '--seg-epochs', '2', '--seg-n', '3', timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = r.stdout + r.stderr
+    steps = ['synthetic data', 'classifier training', 'U-Net training', 'classifier evaluation', 'U-Net evaluation', 'classifier export', 'segmenter export']
+    import re
+    for s in steps:
+        assert re.search(rf"\[\s*[\d.]+ s\] {s}\b", out), f"no start line for {s!r}"
+        assert re.search(rf"\[\s*[\d.]+ s\] {s} done \([\d.]+ s\)", out), f"no end line for {s!r}"
+    assert re.search(r"about \d+ s left", out), 'no estimate of the time left'
+    assert re.search(r"^\s*\d+\s+[\d.]+\s+[\d.]+", out, re.M), "no per-epoch line from the U-Net's training"
+    assert 'demo finished in' in out and 'test accuracy' in out and 'test Dice' in out

@@ -222,3 +222,44 @@ def test_bad_upload_shows_message_and_page_keeps_working(page, runs):
     upload(page, runs / 'scratch.png')
     wait_panels(page, 1, 'scratch.png')
     assert page.locator('.dnb-panel').count() >= 1 and 'P(defect)' in verdict(page)
+
+
+# The README's and the docs' pictures: the dashboard on the demo's own trained models (not the tiny test models above).
+# Run after `defect-nb demo --out demo`:  DEFECT_NB_DEMO=demo DEFECT_NB_DOC_IMAGES=nbs/images pytest tests/test_dashboard_browser.py -k demo
+DEMO = os.environ.get('DEFECT_NB_DEMO')
+
+
+@pytest.mark.skipif(not DEMO, reason='set DEFECT_NB_DEMO to a `defect-nb demo` output folder to take the README pictures on its models')
+def test_demo_models_pictures(browser, tmp_path):
+    from defect_nb.dashboard import dashboard_notebook, voila_command
+    demo = Path(DEMO).resolve(); port = free_port()
+    nb = dashboard_notebook(demo / 'runs', tmp_path / 'dashboard.ipynb', demo / 'bundles')
+    log = open(tmp_path / 'voila.log', 'w')
+    p = subprocess.Popen(voila_command(nb, port), stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    try:
+        url = f'http://127.0.0.1:{port}/'
+        import httpx
+        for _ in range(240):
+            try:
+                if httpx.get(url + 'api', timeout=1).status_code < 500: break
+            except httpx.HTTPError: time.sleep(0.25)
+        pg = browser.new_page(viewport={'width': 1400, 'height': 1000})
+        pg.goto(url, timeout=180_000); pg.wait_for_selector('text=defect_nb inspection', timeout=180_000)
+        pg.wait_for_selector('text=run classifier', timeout=120_000)           # the dashboard opens on the classifier
+        names = dropdown(pg, 'Sample').locator('option').all_inner_texts()
+        name = next(n for n in names if n.startswith('inclusion'))            # a small defect, the hardest class to see
+        dropdown(pg, 'Sample').select_option(label=name)
+        wait_panels(pg, 1, name)
+        text = verdict(pg)
+        assert re.fullmatch(r'\S+ \d+\.\d % · P\(defect\) \d+\.\d+ % [≥<] threshold \d\.\d\d+ → (DEFECTIVE|OK)', text), text
+        shot(pg, 'demo_classifier.png')
+        select_run(pg, 'segmenter')
+        names = dropdown(pg, 'Sample').locator('option').all_inner_texts()
+        name = next(n for n in names if n.startswith('scratches'))
+        dropdown(pg, 'Sample').select_option(label=name)
+        wait_panels(pg, 1, name)
+        assert 'minimum' in pg.locator('.dnb-panel').first.inner_text()
+        shot(pg, 'demo_segmenter.png')
+        pg.close()
+    finally:
+        p.terminate(); p.wait(15)
