@@ -305,7 +305,7 @@ def _make_int8(run, cfg, fp32, out, mode, calib_n, methods, bar, valid_n, seed) 
     if mode == 'static':
         views = TTA_VIEWS.get(cfg.get('options', {}).get('tta') or 'none', 1)
         rows = calibration_rows(run, max(16, calib_n // views), seed)        # a model with views sees calib_n passes all the same
-        if views > 1: methods = ('minmax',)     # the histogram calibrators hold every activation: 9 GB for 16 images of a dihedral model, then the OOM killer
+        if views > 1: methods = ('minmax',)     # the histogram calibrators hold every activation: measured 9 GB for 16 images of a dihedral model
         r = int8_search(fp32, out, model_inputs([load_image(p) for p in rows.image], pre), xv, score, tuple(methods), bar, views=views)
         counts = rows.label.astype(str).value_counts().sort_index() if 'label' in rows else {}
         r['calibration'] = dict(split='train', n_images=int(len(rows)), views=views, per_class={k: int(v) for k, v in dict(counts).items()}, seed=seed)
@@ -386,7 +386,7 @@ def export_bundle(run, # a run folder
                 for _ in range(4):
                     t = time.perf_counter(); w(torch.from_numpy(xb)); tbs.append(time.perf_counter() - t)
                 tb = float(np.median(tbs))
-            p_pt = np.concatenate([w(torch.from_numpy(x[i:i + 32])).detach().numpy() for i in range(0, len(x), 32)])
+                p_pt = np.concatenate([w(torch.from_numpy(x[i:i + 32])).numpy() for i in range(0, len(x), 32)])   # without autograd: a dihedral model's graph took 24 GB
             reports['pytorch_fp32'] = dict(**quality(p_pt, rows, cfg), b1_img_s=1 / float(np.median(torch_t)), b1_p50_ms=1000 * float(np.median(torch_t)),
                                            b1_p95_ms=1000 * float(np.percentile(torch_t, 95)), batch=len(xb), batch_img_s=len(xb) / tb)
             reports['onnx_fp32'] = dict(file='model.onnx', mb=os.path.getsize(tmp/'model.onnx') / 2**20, **quality(p32, rows, cfg),
