@@ -105,7 +105,7 @@ class FeatureExtractor:
         self.backbone, self.size, self.tta, self.clahe, self.bs, self.device = backbone, size, tta, clahe, bs, torch.device(device)
         self.pretrained, self.weights = pretrained, weights
         self.cache = None if cache is False else (cache_dir() if cache is True else Path(cache)/'features')/self.settings['key']
-        self._net = None
+        self._net = self._sess = None
         self.stats = dict(hits=0, computed=0, seconds=0.)
     @property
     def net(self) -> ProbeNet:
@@ -119,7 +119,7 @@ class FeatureExtractor:
         return self.device.type == 'cpu' and n >= ONNX_MIN
     def session(self):
         "An onnxruntime session over `ProbeNet.features`, exported once per setting (kept in the cache folder when there is one)."
-        if getattr(self, '_sess', None) is None:
+        if self._sess is None:
             import onnxruntime as ort, tempfile
             where = self.cache if self.cache is not None else Path(tempfile.mkdtemp(prefix='defect_nb_features_'))
             path = where/'features.onnx'
