@@ -430,7 +430,7 @@ def run_demo(out='demo', # folder for data, runs and bundles
              size:int=192, # classifier input size
              seg_size:int=128, # U-Net training size
              seg_epochs:int=6, # U-Net epochs (after one with the encoder frozen)
-             seg_n:int=100, # images per class (good parts included) for the U-Net: measured, 100 a class for 1+6 epochs (Dice 0.80 in 153 s) beats 40 for 1+8 (0.72 in 78 s) and 40 at 192 px (0.75 in 155 s)
+             seg_n:int=100, # images per class (good parts included) for the U-Net: 100 a class for 1+6 epochs beat 40 for 1+8 and 40 at 192 px (bench/results/demo_unet.md)
              log=print, # where progress lines go
              progress:bool=True, # the library's progress bars inside the steps
             ) -> dict:

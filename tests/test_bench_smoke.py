@@ -75,3 +75,10 @@ def test_recipe_benchmarks_smoke(tmp_path):
     run([ROOT / 'bench' / 'speed.py', '--smoke', '--out', tmp_path / 'res'])
     sp = json.loads((tmp_path / 'res' / 'smoke' / 'speed.json').read_text())
     assert {r['tta'] for r in sp['rows']} == {'none', 'hflip'} and all(r['infer_onnx_img_s'] > 0 for r in sp['rows'])
+
+
+def test_demo_unet_smoke(tmp_path):
+    run([ROOT / 'bench' / 'demo_unet.py', '--smoke', '--work', tmp_path / 'work', '--out', tmp_path / 'res'])
+    res = json.loads((tmp_path / 'res' / 'smoke' / 'demo_unet.json').read_text())
+    assert len(res['rows']) == 1 and 0 <= res['rows'][0]['dice_defective'] <= 1 and res['rows'][0]['dice_by_class']
+    assert 'Command: `python bench/demo_unet.py --smoke`' in (tmp_path / 'res' / 'smoke' / 'demo_unet.md').read_text()
