@@ -32,11 +32,12 @@ def test_summary_table_from_results(tmp_path):
     fake = json.loads((ROOT / 'bench' / 'results' / 'neu.json').read_text())       # a real results file, numbers changed
     fake.update(accuracy=0.95, accuracy_ci=[0.93, 0.97], anchors=[['X 2020', 'accuracy', 0.99]],
                 export={**fake['export'], 'onnx_fp32': dict(fake['export']['onnx_fp32'], batch_img_s=100.0),
-                        'onnx_int8_static': dict(fake['export']['onnx_int8_static'], batch_img_s=200.0)})
+                        'onnx_int8_static': dict(fake['export']['onnx_int8_static'], batch_img_s=200.0, agreement=0.9912, default=True)})
     (res / 'neu.json').write_text(json.dumps(fake))
     run([ROOT / 'bench' / 'real_bench.py', '--summary', '--out', res])
     md = (res / 'real.md').read_text()
-    assert 'acc 95.0% [93.0, 97.0]' in md and 'X 2020: 99.0%' in md and '200 (2.0×)' in md and 'not run yet' in md
+    assert 'acc 95.0% [93.0, 97.0]' in md and 'X 2020: 99.0%' in md and '200 (2.0×;' in md and 'not run yet' in md
+    assert 'agreement 0.991; INT8 is the default' in md
     assert '| accuracy | 95.0% [93.0, 97.0] |' in (res / 'neu.md').read_text()      # the detail table, from the same numbers
 
 
