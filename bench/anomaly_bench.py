@@ -39,8 +39,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('name', choices=list(BENCH))
     ap.add_argument('--data', help='folder holding magnetic-tile/ (default $DEFECT_NB_DATASETS)')
-    ap.add_argument('--backbone', default='efficientnet_lite0'); ap.add_argument('--size', type=int)
-    ap.add_argument('--coreset', type=float, default=0.01, help='bank size: fraction of training patches (≤ 1) or rows')
+    ap.add_argument('--backbone', help='default: train_anomaly\'s'); ap.add_argument('--size', type=int, help='default: train_anomaly\'s')
+    ap.add_argument('--coreset', type=float, help='bank size: fraction of training patches (≤ 1) or rows (default: train_anomaly\'s)')
+    ap.add_argument('--sigma', type=float, help='Gaussian blur of the maps (default: train_anomaly\'s)')
     ap.add_argument('--work', default=str(ROOT / 'runs' / 'bench')); ap.add_argument('--smoke', action='store_true')
     ap.add_argument('--out', default=str(RESULTS), help='results folder (default bench/results; smoke runs: its smoke/)')
     ap.add_argument('--reuse', action='store_true', help='evaluate and export the finished run in --work instead of training again')
@@ -49,14 +50,14 @@ def main():
     from defect_nb.inference import bank_index, nn_distance
     from sklearn.metrics import roc_auc_score
     b = BENCH[a.name]; work = Path(a.work); t_all = time.perf_counter()
-    size = a.size or (64 if a.smoke else 224)
+    opts = {k: v for k, v in dict(backbone=a.backbone, size=a.size or (64 if a.smoke else None), coreset=a.coreset, sigma=a.sigma).items() if v is not None}
     table = table_for(b['split'], a, work)
     if a.name == 'elpv': table = table.assign(mask=None) if 'mask' in table else table
     tag = f"anomaly-{a.name}{'-smoke' if a.smoke else ''}"
     if a.reuse and (work / tag / 'bank.npy').exists():
         from defect_nb.train import Run, load_config
         run = Run(work / tag, config=load_config(work / tag))
-    else: run = train_anomaly(table, b['normal'], out=work / tag, backbone=a.backbone, size=size, coreset=a.coreset, overwrite=True, progress=not a.smoke)
+    else: run = train_anomaly(table, b['normal'], out=work / tag, overwrite=True, progress=not a.smoke, **opts)
     cfg = run.config
     ev = evaluate_anomaly(run.path, progress=not a.smoke)
     meta = export_anomaly(run.path, work / f'{tag}-bundle', overwrite=True, speed_n=5 if a.smoke else 30)
@@ -75,16 +76,18 @@ def main():
         search[be] = round(1000 * float(np.median(ts)), 2)
     n_good = cfg['n_train_images']; sec = cfg['seconds']
     train_s = sec['features'] + sec['coreset']
+    # to 1,000 images: features grow with the images; a greedy coreset of a fixed fraction costs patches × picks, so it grows with the square
+    grow = 1000 / max(1, n_good); core_1000 = sec['coreset'] * (grow ** 2 if cfg['coreset'] <= 1 else grow)
     sup = None
     if b.get('supervised') and (Path(a.out) / f"{b['supervised']}.json").exists():
         s = json.loads((Path(a.out) / f"{b['supervised']}.json").read_text())
         sup = dict(name=b['supervised_name'], value=s.get(b['supervised_key']), ci=s.get(b['supervised_key'] + '_ci'))
     r = dict(name=f'anomaly-{a.name}', title=b['title'], protocol=b['protocol'], smoke=a.smoke, machine=machine(),
-             command='python bench/anomaly_bench.py ' + ' '.join(sys.argv[1:]), backbone=a.backbone, size=size, layers=cfg['layers'],
-             coreset=a.coreset, bank_size=cfg['bank_size'], n_patches=cfg['n_patches'], dim=cfg['dim'], normal_class=b['normal'],
+             command='python bench/anomaly_bench.py ' + ' '.join(sys.argv[1:]), backbone=cfg['backbone'], size=cfg['preprocess']['size'], layers=cfg['layers'],
+             center=cfg.get('center', False), sigma=cfg['sigma'], coreset=cfg['coreset'], coreset_dim=cfg.get('coreset_dim'), bank_size=cfg['bank_size'], n_patches=cfg['n_patches'], dim=cfg['dim'], normal_class=b['normal'],
              n_train_good=n_good, n_valid=int((table.split == 'valid').sum()), n_test=m['n'], n_test_defective=m['n_defective'],
              metrics={k: v for k, v in m.items() if k not in ('task',)}, threshold_source=json.loads((run.path / 'threshold.json').read_text())['source'],
-             train_seconds=dict(sec, per_1000_good_images=round(1000 * train_s / max(1, n_good), 1)),
+             train_seconds=dict(sec, per_1000_good_images=round(sec['features'] * grow + core_1000, 1), per_1000_linear=round(1000 * train_s / max(1, n_good), 1)),
              inference_ms_b1=meta['report']['onnx_fp32'], parity=meta['parity'], search_ms_one_image=search, search_backend_default=cfg['search'],
              supervised=sup, anchors=b['anchors'], goals=b['goals'],
              reached={k: (m.get(k) is not None and m[k] >= v) for k, v in b['goals'].items() if v is not None},
@@ -110,11 +113,12 @@ def markdown(r):
     if m.get('per_class_auroc'): L += ['', 'Image AUROC of each defect class against the good test images: ' +
                                        ', '.join(f"{c} {v:.3f}" for c, v in m['per_class_auroc'].items()) + '.']
     t = r['train_seconds']; inf = r['inference_ms_b1']
-    L += ['', f"Model: {r['backbone']}, {r['size']} px, layers {r['layers']}, {r['dim']}-dim patches; bank {r['bank_size']:,} of "
+    L += ['', f"Model: {r['backbone']}, {r['size']} px, layers {r['layers']}, {r['dim']}-dim patches{', centred per image' if r.get('center') else ''}, "
+              f"maps blurred with σ {r.get('sigma', 4):g} px; bank {r['bank_size']:,} of "
               f"{r['n_patches']:,} training patches (greedy coreset {r['coreset']:g}) from {r['n_train_good']} good images; threshold {f(m['threshold'])} "
               f"({r['threshold_source']}).",
-          f"Training (feature extraction {t['features']:.0f} s + coreset {t['coreset']:.0f} s): {t['per_1000_good_images']:.0f} s per 1,000 good images "
-          f"(goal ≤ 300 s); validation scoring and the rest: {t['total'] - t['features'] - t['coreset']:.0f} s.",
+          f"Training (feature extraction {t['features']:.0f} s + coreset {t['coreset']:.0f} s for {r['n_train_good']} images): {t['per_1000_good_images']:.0f} s per 1,000 good images "
+          f"(goal ≤ 300 s; features scaled linearly, the coreset with the square of the images, as patches × picks); validation scoring and the rest: {t['total'] - t['features'] - t['coreset']:.0f} s.",
           f"Inference, batch 1, end to end through the bundle's Predictor (onnxruntime + {r['search_backend_default']}): median {inf['b1_p50_ms']:.0f} ms, "
           f"p95 {inf['b1_p95_ms']:.0f} ms per image (goal ≤ 100 ms); bundle {inf['mb']:.1f} MB; parity with PyTorch: max |Δmap| {r['parity']['max_abs_diff']:.1e}.",
           f"Nearest-neighbour search of one image's patches against this bank: " + ', '.join(f"{k} {v} ms" for k, v in r['search_ms_one_image'].items()) + '.',

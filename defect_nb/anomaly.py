@@ -7,7 +7,7 @@ Docs: https://defect-nb.github.io/defect_nb/anomaly.html.md"""
 # %% ../nbs/12_anomaly.ipynb #0ccb3d5a
 from __future__ import annotations
 import datetime, json, os, platform, shutil, time, warnings
-from concurrent.futures import ThreadPoolExecutor
+import tempfile
 from pathlib import Path
 import numpy as np, pandas as pd, cv2
 import torch, torch.nn as nn, torch.nn.functional as F
@@ -19,7 +19,8 @@ from .core import load_image, preprocess, to_input, atomic_write, sha256, set_se
 from .synth import overlay_mask
 from .data import IMAGENET_STATS, MaskReader, load_table, make_split
 from .models import timm_backbone
-from .features import weights_id
+from .features import weights_id, FeatureExtractor, ONNX_MIN, features_onnx
+from threadpoolctl import threadpool_limits
 from .train import Run, RunError, prepare_run_dir, load_config, run_table, _save_split, _abs
 from .evaluate import Evaluation, threshold_table, best_threshold, threshold_note, bootstrap_ci, plot_gallery
 from .export import ExportError, BUNDLE_FORMAT, BUNDLE_VERSION, _check_bundle_dir
@@ -35,15 +36,17 @@ class AnomalyError(ValueError):
     "An anomaly-detection request that does not fit the data: e.g. a normal class the dataset does not have (the message lists its classes)."
 
 class PatchFeatures(nn.Module):
-    "Mid-level patch features of a frozen timm backbone: each layer 3×3-average-pooled, upsampled to the first layer's grid, concatenated (optionally randomly projected)."
+    "Mid-level patch features of a frozen timm backbone: each layer 3×3-average-pooled, upsampled to the first layer's grid, concatenated (optionally centred per image, optionally randomly projected)."
     def __init__(self, backbone:str='efficientnet_lite0', # a timm name (offline ImageNet weights: efficientnet_lite0/1/2)
                  layers=(2, 3), # timm `out_indices`: 2 and 3 are strides 8 and 16 of EfficientNet-Lite
                  pretrained:bool=True, # ImageNet weights (as in `models.timm_backbone`)
                  weights=None, # a local weights file instead
                  proj_dim:int|None=None, # reduce the features to this many dimensions by a fixed Gaussian random projection; None: keep all
                  seed:int=0, # seeds the projection
+                 center:bool=False, # subtract each image's mean patch feature (per channel): a tile's overall brightness and texture are not anomalies
                 ):
         super().__init__()
+        self.backbone, self.center = backbone, bool(center)
         self.body = timm_backbone(backbone, pretrained, weights, features_only=True, out_indices=tuple(layers))
         self.pool = nn.AvgPool2d(3, 1, 1)
         self.in_dim = int(sum(self.body.feature_info.channels()))
@@ -57,23 +60,35 @@ class PatchFeatures(nn.Module):
         fs = [self.pool(f) for f in self.body(x)]
         h, w = fs[0].shape[-2:]
         z = torch.cat([fs[0]] + [F.interpolate(f, size=(h, w), mode='bilinear', align_corners=False) for f in fs[1:]], 1)
+        if self.center: z = z - z.mean((2, 3), keepdim=True)
         return z if self.proj is None else F.conv2d(z, self.proj)
+    def features(self, x):
+        "The patch features (the name `features.FeatureExtractor` runs and exports)."
+        return self(x)
+
+def _extractor(model:PatchFeatures, size:int, bs:int, engine:str) -> FeatureExtractor:
+    "`features.FeatureExtractor` (reading threads, batches, onnxruntime session) running `model`, one per model, size, batch and engine."
+    cache = model.__dict__.setdefault('_fx', {})
+    if (size, bs, engine) not in cache:
+        tmp = model.__dict__.setdefault('_onnx_dir', tempfile.TemporaryDirectory(prefix='defect_nb_patch_'))   # removed with the model
+        fx = FeatureExtractor(model.backbone, size, pretrained=False, cache=tmp.name, bs=bs, engine=engine)
+        fx._net = model; cache[size, bs, engine] = fx                  # its `features` method: the patch features
+    return cache[size, bs, engine]
 
 def patch_features(model:PatchFeatures, # the extractor
                    paths:list, # image files
                    size:int, # input side, pixels
                    bs:int=16, # images per forward pass
                    progress:bool=True, # a progress bar over the batches
-                   desc:str='patch features', # the progress bar's label
+                   desc:str='patch features', # the progress bar's label (unused: `FeatureExtractor` names engine and size)
+                   engine:str='auto', # 'onnx' (onnxruntime), 'torch', or 'auto': onnxruntime on a CPU from `features.ONNX_MIN` images
                   ) -> np.ndarray: # float32 N×D×h×w
-    "Patch features of image files, read and preprocessed exactly as the Predictor does (two reader threads)."
-    def read(p): return preprocess(load_image(p), size, 3)
-    out = []
-    batches = [paths[i:i + bs] for i in range(0, len(paths), bs)]
-    with ThreadPoolExecutor(2) as pool, torch.inference_mode():
-        for imgs in tqdm(pool.map(lambda b: list(map(read, b)), batches), total=len(batches), disable=not progress, desc=desc, unit='batch'):
-            out.append(model(torch.from_numpy(to_input(np.stack(imgs), *IMAGENET_STATS))).float().numpy())
-    return np.concatenate(out) if out else np.zeros((0, model.dim, 1, 1), np.float32)
+    "Patch features of image files, read and preprocessed exactly as the Predictor does, by `features.FeatureExtractor`'s machinery (no second copy)."
+    paths = [str(p) for p in paths]
+    if not paths: return np.zeros((0, model.dim, 1, 1), np.float32)
+    fx = _extractor(model, size, bs, engine if engine != 'auto' else ('onnx' if len(paths) >= ONNX_MIN else 'torch'))
+    return fx._compute(paths, progress).astype(np.float32, copy=False)
+
 
 # %% ../nbs/12_anomaly.ipynb #529024d5
 def greedy_coreset(X:np.ndarray, # N×D patch features
@@ -88,12 +103,14 @@ def greedy_coreset(X:np.ndarray, # N×D patch features
     rng = np.random.default_rng(seed)
     Z = np.ascontiguousarray(X, np.float32)
     if Z.shape[1] > proj_dim: Z = Z @ (rng.standard_normal((Z.shape[1], proj_dim)).astype(np.float32) / np.float32(np.sqrt(proj_dim)))
-    Z = torch.from_numpy(np.ascontiguousarray(Z)); sq = (Z * Z).sum(1)
+    Z = np.ascontiguousarray(Z, np.float32); sq = (Z * Z).sum(1); d = np.empty(N, np.float32)
     i = int(rng.integers(N)); picked = np.empty(n, np.int64); picked[0] = i
-    mind = sq + sq[i] - 2 * (Z @ Z[i])
-    for k in tqdm(range(1, n), disable=not progress, desc='coreset', unit='pick', mininterval=2):
-        i = int(torch.argmax(mind)); picked[k] = i
-        torch.minimum(mind, sq + sq[i] - 2 * (Z @ Z[i]), out=mind)
+    with threadpool_limits(1, 'blas'):                      # one matrix-vector product per pick: memory-bound, fastest (and reproducible) on one thread
+        mind = sq + sq[i] - 2 * (Z @ Z[i])
+        for k in tqdm(range(1, n), disable=not progress, desc='coreset', unit='pick', mininterval=2):
+            i = int(mind.argmax()); picked[k] = i
+            np.matmul(Z, Z[i] * np.float32(-2), out=d); d += sq; d += sq[i]
+            np.minimum(mind, d, out=mind)
     return picked
 
 def coreset_size(coreset, # a fraction of all patches (≤ 1) or a number of rows (> 1)
@@ -142,12 +159,13 @@ def train_anomaly(data, # a split table, a dataset path, or 'elpv'
                   normal_class:str='ok', # the label of good parts: the only images the memory bank sees
                   out=None, # run folder (default runs_dir()/anomaly-<source>)
                   backbone:str='efficientnet_lite0', # offline: efficientnet_lite0/1/2
-                  size:int=224, # input side, pixels
+                  size:int=320, # input side, pixels (320: chosen on magnetic-tile validation, see above)
                   layers=(2, 3), # backbone stages whose features make a patch (timm out_indices)
-                  coreset=0.01, # the memory bank's size: a fraction of all training patches (≤ 1) or a number of rows
+                  coreset=0.005, # the memory bank's size: a fraction of all training patches (≤ 1) or a number of rows
                   proj_dim:int|None=None, # random projection of the patch features (None: keep all dims)
-                  coreset_dim:int=64, # the greedy coreset measures distances on a projection to this many dims
-                  sigma:float=4., # Gaussian blur of the maps, pixels
+                  center:bool=True, # subtract each image's mean patch feature (`PatchFeatures`)
+                  coreset_dim:int=32, # the greedy coreset measures distances on a projection to this many dims
+                  sigma:float=8., # Gaussian blur of the maps, pixels
                   cost_fn:float=10., # cost of a missed defect (threshold)
                   cost_fp:float=1., # cost of a false alarm (threshold)
                   defect_rate:float|None=None, # share of defective parts expected on the line (threshold); None: the validation split's own share
@@ -169,7 +187,7 @@ def train_anomaly(data, # a split table, a dataset path, or 'elpv'
     say = print if progress else (lambda *a, **k: None)
     out = prepare_run_dir(out or runs_dir()/f"anomaly-{table.attrs.get('source', 'table')}", overwrite)
     split_file = _save_split(table, out)
-    model = PatchFeatures(backbone, layers, proj_dim=proj_dim, seed=seed)
+    model = PatchFeatures(backbone, layers, proj_dim=proj_dim, seed=seed, center=center)
     good = table[(table.split == 'train') & (table.label == normal_class)]
     say(f"memory bank from {len(good)} {normal_class!r} training images ({backbone}, {size} px, layers {list(layers)})")
     t0 = time.perf_counter(); f = patch_features(model, list(good.image), size, bs, progress, 'train features')
@@ -192,7 +210,7 @@ def train_anomaly(data, # a split table, a dataset path, or 'elpv'
                                                        n_valid=int(len(va)), n_valid_defective=int(bad.sum())), indent=2))
     if thr['table'] is not None: thr['table'].to_csv(out/'threshold_table.csv', index=False)
     config = dict(task='anomaly', arch=f'patchcore-{backbone}', method='patchcore', classes=[normal_class, 'anomalous'], normal_class=normal_class,
-                  backbone=backbone, weights=weights_id(backbone), layers=list(layers), proj_dim=proj_dim, dim=int(d), grid=[int(h), int(w)], sigma=sigma,
+                  backbone=backbone, weights=weights_id(backbone), layers=list(layers), proj_dim=proj_dim, center=bool(center), dim=int(d), grid=[int(h), int(w)], sigma=sigma,
                   coreset=coreset, coreset_dim=coreset_dim, bank='bank.npy', bank_size=int(len(bank)), n_patches=int(n * h * w),
                   n_train_images=int(n), score_scale=scale, search=search_backend(search),
                   preprocess=dict(size=size, channels=3, clahe=False, mean=IMAGENET_STATS[0], std=IMAGENET_STATS[1]),
@@ -205,11 +223,12 @@ def train_anomaly(data, # a split table, a dataset path, or 'elpv'
     say(f"bank {len(bank):,}×{d}, threshold {thr['threshold']:.3f} ({thr['source']}); {config['seconds']['total']:.0f} s")
     return Run(out, config=config)
 
-def _maps(model, index, paths, size, sigma, bs, progress, desc):
-    "Raw anomaly maps of image files (PyTorch features, the Predictor's search and map)."
+def _maps(model, index, paths, size, sigma, bs, progress, desc, engine='auto'):
+    "Raw anomaly maps of image files (`patch_features`, the Predictor's search and map)."
     out = []
+    if engine == 'auto': engine = 'onnx' if len(paths) >= ONNX_MIN else 'torch'
     for i in range(0, len(paths), 256):                       # bounded memory: features of 256 images at a time
-        f = patch_features(model, paths[i:i + 256], size, bs, progress, desc)
+        f = patch_features(model, paths[i:i + 256], size, bs, progress, desc, engine)
         out.append(anomaly_maps(f, index, size, sigma))
     return np.concatenate(out) if out else np.zeros((0, size, size), np.float32)
 
@@ -229,7 +248,7 @@ def load_anomaly(run, # an anomaly run folder
     "A run's feature extractor, memory-bank index and config."
     cfg = load_config(run)
     if cfg.get('task') != 'anomaly': raise RunError(f"{run} is a {cfg.get('task')} run, not an anomaly run")
-    model = PatchFeatures(cfg['backbone'], cfg['layers'], proj_dim=cfg['proj_dim'], seed=cfg['seed'])
+    model = PatchFeatures(cfg['backbone'], cfg['layers'], proj_dim=cfg['proj_dim'], seed=cfg['seed'], center=cfg.get('center', False))
     return model, bank_index(np.load(Path(run)/cfg['bank'], allow_pickle=False), search), cfg
 
 def run_maps(run, # an anomaly run folder
@@ -239,7 +258,7 @@ def run_maps(run, # an anomaly run folder
             ) -> np.ndarray: # raw maps N×size×size
     "Anomaly maps of images by a run (PyTorch features): the reference the exported bundle is checked against."
     model, index, cfg = load_anomaly(run, search)
-    return _maps(model, index, [str(p) for p in paths], cfg['preprocess']['size'], cfg['sigma'], cfg['bs'], progress, 'features')
+    return _maps(model, index, [str(p) for p in paths], cfg['preprocess']['size'], cfg['sigma'], cfg['bs'], progress, 'features', 'torch')
 
 # %% ../nbs/12_anomaly.ipynb #9ad24fcc
 def pro_score(maps:np.ndarray, # N×H×W anomaly maps (any monotonic scale)
@@ -343,10 +362,7 @@ def export_anomaly(run, # an anomaly run folder
     paths = list(rows.image[:parity_n])
     tmp = out.with_name(f'.{out.name}.tmp-{os.getpid()}'); shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            torch.onnx.export(model.eval(), torch.zeros(1, 3, size, size), str(tmp/'model.onnx'), input_names=['input'], output_names=['features'],
-                              dynamic_axes={'input': {0: 'batch'}, 'features': {0: 'batch'}}, opset_version=17, dynamo=False)
+        features_onnx(model.eval(), size, tmp/'model.onnx')          # the frozen-feature export: input `input`, output `features`
         onnx.checker.check_model(str(tmp/'model.onnx'))
         shutil.copyfile(run/cfg['bank'], tmp/'bank.npy')
         files = ['model.onnx', 'bank.npy']
@@ -370,7 +386,7 @@ def export_anomaly(run, # an anomaly run folder
         atomic_write(tmp/'bundle.json', json.dumps(meta, indent=2))
         p = Predictor.load(tmp)
         imgs = [load_image(x) for x in paths]
-        ref = normalise(_maps(model, index, paths, size, cfg['sigma'], cfg['bs'], False, ''), cfg['score_scale'])
+        ref = normalise(_maps(model, index, paths, size, cfg['sigma'], cfg['bs'], False, '', 'torch'), cfg['score_scale'])
         got = p.probabilities(imgs)
         diff = float(np.abs(ref - got).max()) if len(imgs) else 0.
         agree = float(np.mean((image_scores(ref) >= meta['threshold']) == (image_scores(got) >= meta['threshold']))) if len(imgs) else 1.

@@ -31,6 +31,32 @@ def test_coreset_deterministic_and_never_larger_than_asked():
         assert coreset_size(want, n) <= n
 
 
+def test_coreset_is_exact_greedy_k_center():
+    "The numpy loop picks what a plain greedy k-center on the projected rows picks (each pick the row furthest from those picked)."
+    from defect_nb.anomaly import greedy_coreset
+    X = np.random.default_rng(1).normal(size=(300, 16)).astype(np.float32)
+    got = greedy_coreset(X, 25, seed=5, proj_dim=32)                               # 16 ≤ 32 dims: no projection, distances exact
+    first = int(np.random.default_rng(5).integers(300)); want = [first]
+    d = ((X - X[first]) ** 2).sum(1)
+    for _ in range(24):
+        i = int(d.argmax()); want.append(i); d = np.minimum(d, ((X - X[i]) ** 2).sum(1))
+    assert got.tolist() == want
+
+
+def test_patch_features_onnx_matches_torch_and_centering(synth_small):
+    "onnxruntime (features.FeatureExtractor's engine) and PyTorch give the same patch features; centred features have zero spatial mean."
+    from defect_nb.anomaly import PatchFeatures, patch_features
+    from defect_nb.data import load_table
+    paths = [str(p) for p in load_table(synth_small).image[:3]]
+    m = PatchFeatures(center=True)
+    a = patch_features(m, paths, 64, bs=2, progress=False, engine='torch')
+    b = patch_features(m, paths, 64, bs=2, progress=False, engine='onnx')
+    assert a.shape == (3, 152, 8, 8) and np.abs(a - b).max() < 1e-3
+    assert np.abs(a.mean((2, 3))).max() < 1e-4
+    plain = patch_features(PatchFeatures(), paths, 64, progress=False, engine='torch')
+    assert np.allclose(plain - plain.mean((2, 3), keepdims=True), a, atol=1e-4)
+
+
 def test_unknown_normal_class_is_a_clear_error(synth_small, tmp_path):
     from defect_nb.anomaly import train_anomaly, AnomalyError
     with pytest.raises(AnomalyError) as e: train_anomaly(synth_small, 'good', out=tmp_path / 'r', size=64, progress=False)
