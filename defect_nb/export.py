@@ -22,7 +22,7 @@ from .models import TTA_VIEWS
 # %% auto #0
 __all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'CALIB_METHODS', 'INT8_BAR', 'ExportError', 'Probabilities', 'to_onnx',
            'ort_session', 'model_inputs', 'centre_tile', 'parity', 'calibration_rows', 'agreement', 'preprocess_onnx',
-           'output_nodes', 'quantize', 'speed', 'quality', 'node_noise', 'int8_search', 'export_bundle']
+           'output_nodes', 'tail_nodes', 'quantize', 'speed', 'quality', 'node_noise', 'int8_search', 'export_bundle']
 
 # %% ../nbs/07_export.ipynb #cf97c01b
 class ExportError(RuntimeError):
@@ -152,6 +152,14 @@ def output_nodes(onnx_path, # an .onnx file
     last = max((i for i, n in enumerate(nodes) if n.op_type in ('Conv', 'Gemm', 'MatMul')), default=-1)
     return [n.name for n in nodes[last + 1:]]
 
+def tail_nodes(onnx_path, # an .onnx file
+               k:int, # how many of the last Conv/Gemm/MatMul nodes
+              ) -> list:
+    "The nodes from the k-th last Conv/Gemm/MatMul to the output, in graph order: the end of the network nearest the head."
+    nodes = onnx.load(str(onnx_path)).graph.node
+    idx = [i for i, n in enumerate(nodes) if n.op_type in ('Conv', 'Gemm', 'MatMul')]
+    return [n.name for n in nodes[idx[-min(k, len(idx))]:]] if idx else []
+
 def _calib_stride(n, views=1):
     """Calibration folds activations into ranges every k images (kept whole, 128 images at 224 px took 16 GB), through
     onnxruntime's `CalibStridedMinMax`, which needs k to divide n: the divisor of n nearest 8 passes (a model with test-time
@@ -258,9 +266,9 @@ def int8_search(fp32_path, # the FP32 model (as exported by `to_onnx`)
                 max_excluded:float=0.5, # give up once this fraction of the nodes would be left in FP32
                 views:int=1, # forward passes per input inside the graph (test-time views, `models.TTA_VIEWS`)
                ) -> dict:
-    """Static INT8 that agrees with its FP32 model: choose the calibration method by measurement, then leave the nodes
-    that see the most quantisation noise in FP32 (1, 2, 4, 8, … of them) until the agreement bar holds. Deterministic:
-    the same inputs give the same model and figures."""
+    """Static INT8 that agrees with its FP32 model: choose the calibration method by measurement, then leave in FP32 the
+    end of the network (from its last 1, 2 or 4 Conv/Gemm on), then the nodes that see the most quantisation noise
+    (1, 2, 4, 8, … of them), until the agreement bar holds. Deterministic: the same inputs give the same model and figures."""
     bar = dict(INT8_BAR, **(bar or {}))
     out_path = Path(out_path)
     with tempfile.TemporaryDirectory() as d:
@@ -275,15 +283,23 @@ def int8_search(fp32_path, # the FP32 model (as exported by `to_onnx`)
         tried = {m: trial(m, base, d/f'q-{m}.onnx') for m in methods}
         method = max(methods, key=lambda m: (tried[m]['agreement'], -tried[m]['drop'], -methods.index(m)))
         best, exclude, trace = tried[method], list(base), []
-        if not best['passes']:
+        n_nodes = len(onnx.load(str(pre)).graph.node)
+        def consider(strategy, cand, k):
+            nonlocal best, exclude
+            r = trial(method, cand, d/'q-try.onnx')
+            trace.append(dict(strategy=strategy, excluded=k, agreement=r['agreement'], drop=r['drop']))
+            if (r['agreement'], -r['drop']) > (best['agreement'], -best['drop']) or r['passes']:
+                best, exclude = r, cand; shutil.copy(d/'q-try.onnx', d/f'q-{method}.onnx')
+        k = 1                                          # first the end of the network: 1, 2, 4 of its last Conv/Gemm in FP32
+        while not best['passes'] and k <= 4:
+            tail = [n for n in tail_nodes(pre, k) if n not in base]
+            if len(base) + len(tail) > max_excluded * n_nodes: break
+            consider('tail', base + tail, k); k *= 2
+        if not best['passes']:                         # then the nodes that see the most quantisation noise, anywhere
             ranked = [n for n, _ in node_noise(pre, d/f'q-{method}.onnx', x_valid[:max(1, 8 // views)]) if n not in base]
-            n_nodes, k = len(onnx.load(str(pre)).graph.node), 1
+            k = 1
             while not best['passes'] and k <= len(ranked) and len(base) + k <= max_excluded * n_nodes:
-                cand = base + ranked[:k]; r = trial(method, cand, d/'q-try.onnx')
-                trace.append(dict(excluded=k, agreement=r['agreement'], drop=r['drop']))
-                if (r['agreement'], -r['drop']) > (best['agreement'], -best['drop']) or r['passes']:
-                    best, exclude = r, cand; shutil.copy(d/'q-try.onnx', d/f'q-{method}.onnx')
-                k *= 2
+                consider('noise', base + ranked[:k], k); k *= 2
         shutil.copy(d/f'q-{method}.onnx', out_path)
     return dict(mode='static', method=method, per_channel=True, methods={m: dict(agreement=r['agreement'], drop=r['drop']) for m, r in tried.items()},
                 excluded_nodes=exclude, search=trace, n_valid=int(len(x_valid)), agreement=best['agreement'], fp32=q32, int8=best['int8'],
