@@ -207,7 +207,7 @@ def run_one(name, a):
                machine=machine(), command='python bench/real_bench.py ' + name + (' --smoke' if a.smoke else '')
                + (f' --method {a.method}' if a.method else '') + (f' --cv {a.cv}' if a.cv else '')
                + (f' --epochs {a.epochs}' if a.epochs and not a.smoke else '') + (f' --size {a.size}' if a.size and not a.smoke else '')
-               + (f' --tile {a.tile} --defect-share {a.defect_share}' if a.tile else '') + (' --mask-classes label' if a.mask_classes else ''))
+               + (f' --tile {a.tile} --defect-share {a.defect_share}' if a.tile else '') + (' --mask-classes label' if a.mask_classes else '') + (' --reuse' if a.reuse else ''))
     if cfg_m != 'fastai': res['head'] = {k: cfg['head'][k] for k in ('param', 'value', 'feature_seconds', 'fit_seconds', 'cache_hits', 'computed')}
     res.update(classify_report(ev, cfg, name) if r['task'] == 'classify' else segment_report(ev, cfg))
     if a.cv and r['task'] == 'classify': res['cv'] = cross_validate(name, a, table, work, a.cv, method, size, r)
@@ -223,6 +223,8 @@ def run_one(name, a):
         same = o.get('method', 'fastai') == res['method'] and o.get('tile') == res.get('tile')
         res['before'] = o.get('before') if same and 'before' in o else {k: o.get(k) for k in keep if k in o}
         if res['before'] is not None: res['before'].setdefault('method', 'fastai')
+        if a.reuse and not a.cv and o.get('cv') and same and o.get('size') == res.get('size'):   # a re-report keeps the cross-validation of the same run
+            res['cv'] = o['cv']
     (out / f'{fname}.json').write_text(json.dumps(res, indent=2, default=float))
     (out / f'{fname}.md').write_text(detail_md(res))
     print(detail_md(res))
