@@ -99,11 +99,10 @@ def nn_distance(queries:np.ndarray, # M×D float32 patch features
     q = np.ascontiguousarray(queries, dtype=np.float32)
     if not isinstance(index, np.ndarray):
         d2, _ = index.search(q, 1); return np.sqrt(np.maximum(d2[:, 0], 0))
-    b2 = (index * index).sum(1); out = np.empty(len(q), np.float32)
-    for i in range(0, len(q), chunk):
-        x = q[i:i + chunk]
-        d2 = (x * x).sum(1, keepdims=True) - 2 * x @ index.T + b2[None]
-        out[i:i + chunk] = np.sqrt(np.maximum(d2.min(1), 0))
+    b2 = (index * index).sum(1); m2 = -2 * index.T; out = np.empty(len(q), np.float32)
+    for i in range(0, len(q), chunk):                  # |x|² + min(|b|² - 2 x·b): one chunk × bank matrix, updated in place
+        x = q[i:i + chunk]; d2 = x @ m2; d2 += b2
+        out[i:i + chunk] = np.sqrt(np.maximum(d2.min(1) + (x * x).sum(1), 0))
     return out
 
 # %% ../nbs/08_inference.ipynb #c739ce47

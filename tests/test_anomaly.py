@@ -131,6 +131,12 @@ def test_cli_train_evaluate_export_predict(tmp_path):
     img = sorted((tmp_path / 'syn' / 'images' / 'scratches').glob('*.png'))[0]
     assert main(['predict', '--model', str(tmp_path / 'b'), '--image', str(img)]) == 0
     assert main(['train', '--task', 'anomaly', '--data', str(tmp_path / 'syn'), '--normal-class', 'good', '--out', str(tmp_path / 'r2')]) == 2
+    # without --size and --coreset the command line takes train_anomaly's own defaults
+    assert main(['train', '--task', 'anomaly', '--data', str(tmp_path / 'syn'), '--normal-class', 'ok', '--out', str(tmp_path / 'r3'), '--json']) == 0
+    import inspect; from defect_nb.anomaly import train_anomaly
+    want = {k: inspect.signature(train_anomaly).parameters[k].default for k in ('coreset',)}
+    cfg = json.loads((tmp_path / 'r3' / 'config.json').read_text())
+    assert cfg['preprocess']['size'] == inspect.signature(train_anomaly).parameters['size'].default and cfg['coreset'] == want['coreset']
 
 
 def test_anomaly_bench_smoke(tmp_path):
