@@ -267,7 +267,7 @@ def int8_search(fp32_path, # the FP32 model (as exported by `to_onnx`)
                 views:int=1, # forward passes per input inside the graph (test-time views, `models.TTA_VIEWS`)
                ) -> dict:
     """Static INT8 that agrees with its FP32 model: choose the calibration method by measurement, then leave in FP32 the
-    end of the network (from its last 1, 2 or 4 Conv/Gemm on), then the nodes that see the most quantisation noise
+    end of the network (from its last 1, 2, 4, 8 or 16 Conv/Gemm on), then the nodes that see the most quantisation noise
     (1, 2, 4, 8, … of them), until the agreement bar holds. Deterministic: the same inputs give the same model and figures."""
     bar = dict(INT8_BAR, **(bar or {}))
     out_path = Path(out_path)
@@ -290,11 +290,11 @@ def int8_search(fp32_path, # the FP32 model (as exported by `to_onnx`)
             trace.append(dict(strategy=strategy, excluded=k, agreement=r['agreement'], drop=r['drop']))
             if (r['agreement'], -r['drop']) > (best['agreement'], -best['drop']) or r['passes']:
                 best, exclude = r, cand; shutil.copy(d/'q-try.onnx', d/f'q-{method}.onnx')
-        k = 1                                          # first the end of the network: 1, 2, 4 of its last Conv/Gemm in FP32
-        while not best['passes'] and k <= 4:
+        k = 1                                          # first the end of the network: 1, 2, 4, … 16 of its last Conv/Gemm in FP32
+        while not best['passes'] and k <= 16:
             tail = [n for n in tail_nodes(pre, k) if n not in base]
-            if len(base) + len(tail) > max_excluded * n_nodes: break
-            consider('tail', base + tail, k); k *= 2
+            if len(base) + len(tail) > max_excluded * n_nodes or (k > 1 and tail == prev): break    # too much, or no Conv left
+            consider('tail', base + tail, k); prev, k = tail, k * 2
         if not best['passes']:                         # then the nodes that see the most quantisation noise, anywhere
             ranked = [n for n, _ in node_noise(pre, d/f'q-{method}.onnx', x_valid[:max(1, 8 // views)]) if n not in base]
             k = 1
