@@ -23,7 +23,7 @@ def bundle(tmp_path_factory):
 def test_predict_image_matches_checkpoint(cli, bundle):
     run, b = bundle
     img = run_table(run, 'test').image.iloc[0]
-    r = cli('predict', '--model', b, '--image', img)
+    r = cli('predict', '--model', b, '--image', img, '--variant', 'fp32')       # the bundle's INT8 may be its default: compare FP32
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(r.stdout)
     assert set(res) >= {'filename', 'prediction', 'confidence', 'probabilities', 'defective', 'threshold'}
@@ -77,10 +77,11 @@ def test_pickle_offered_as_model_is_never_unpickled(cli, bundle, tmp_path):
     marker = tmp_path / 'PWNED'
     class Evil:
         def __reduce__(self): return (open, (str(marker), 'w'))
-    (t / 'model.onnx').write_bytes(pickle.dumps(Evil()))
     meta = json.loads((t / 'bundle.json').read_text())
+    name = 'model.int8.onnx' if meta.get('default_variant') == 'int8' else 'model.onnx'      # the file predict loads
+    (t / name).write_bytes(pickle.dumps(Evil()))
     import hashlib
-    meta['files']['model.onnx']['sha256'] = hashlib.sha256((t / 'model.onnx').read_bytes()).hexdigest()
+    meta['files'][name]['sha256'] = hashlib.sha256((t / name).read_bytes()).hexdigest()
     (t / 'bundle.json').write_text(json.dumps(meta))
     r = cli('predict', '--model', t, '--image', run_table(run, 'test').image.iloc[0])
     assert r.returncode == 2 and 'not a model onnxruntime can load' in r.stderr
