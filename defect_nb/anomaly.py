@@ -15,7 +15,7 @@ import onnx, onnxruntime as ort
 import sklearn.metrics as skm
 from tqdm.auto import tqdm
 import defect_nb
-from .core import load_image, preprocess, to_input, atomic_write, sha256, set_seed, runs_dir
+from .core import load_image, preprocess, atomic_write, sha256, set_seed, runs_dir
 from .synth import overlay_mask
 from .data import IMAGENET_STATS, MaskReader, load_table, make_split
 from .models import timm_backbone

@@ -290,10 +290,10 @@ def int8_search(fp32_path, # the FP32 model (as exported by `to_onnx`)
             trace.append(dict(strategy=strategy, excluded=k, agreement=r['agreement'], drop=r['drop']))
             if (r['agreement'], -r['drop']) > (best['agreement'], -best['drop']) or r['passes']:
                 best, exclude = r, cand; shutil.copy(d/'q-try.onnx', d/f'q-{method}.onnx')
-        k = 1                                          # first the end of the network: 1, 2, 4, … 16 of its last Conv/Gemm in FP32
+        k, prev = 1, None                              # first the end of the network: 1, 2, 4, … 16 of its last Conv/Gemm in FP32
         while not best['passes'] and k <= 16:
             tail = [n for n in tail_nodes(pre, k) if n not in base]
-            if len(base) + len(tail) > max_excluded * n_nodes or (k > 1 and tail == prev): break    # too much, or no Conv left
+            if len(base) + len(tail) > max_excluded * n_nodes or tail == prev: break    # too much, or no Conv left
             consider('tail', base + tail, k); prev, k = tail, k * 2
         if not best['passes']:                         # then the nodes that see the most quantisation noise, anywhere
             ranked = [n for n, _ in node_noise(pre, d/f'q-{method}.onnx', x_valid[:max(1, 8 // views)]) if n not in base]
