@@ -57,7 +57,8 @@ def operating_point(path, # a run folder or a bundle folder
     if (path/'bundle.json').exists():
         b = _read_json(path/'bundle.json'); m = b.get('metrics') or {}
         op = dict(threshold=b.get('threshold'), min_area=b.get('min_area'), image_score=b.get('image_score'), negative_class=b.get('negative_class'),
-                  cost_fn=m.get('cost_fn'), cost_fp=m.get('cost_fp'), defect_rate=m.get('defect_rate'), source=b.get('threshold_source'),
+                  cost_fn=b.get('cost_fn', m.get('cost_fn')), cost_fp=b.get('cost_fp', m.get('cost_fp')),
+                  defect_rate=b.get('defect_rate', m.get('defect_rate')), source=b.get('threshold_source'),
                   note=m.get('threshold_note'))
     else:
         op = _read_json(path/'threshold.json')
