@@ -428,9 +428,11 @@ _DEMO_SHARE = {'synthetic data': .03, 'classifier training': .05, 'U-Net trainin
 def run_demo(out='demo', # folder for data, runs and bundles
              n_per_class:int=100, # synthetic images per defect class (and as many good parts as defects in all)
              size:int=192, # classifier input size
-             seg_size:int=128, # U-Net training size
-             seg_epochs:int=6, # U-Net epochs (after one with the encoder frozen)
-             seg_n:int=100, # images per class (good parts included) for the U-Net: 100 a class for 1+6 epochs beat 40 for 1+8 and 40 at 192 px (bench/results/demo_unet.md)
+             seg_size:int=128, # U-Net training windows: tiles of this side at the images' own resolution (or the side images are resized to, with seg_tiles=False)
+             seg_epochs:int=5, # U-Net epochs (after one with the encoder frozen)
+             seg_n:int=100, # images per class (good parts included) for the U-Net: 100 a class for 1+6 epochs beat 40 for 1+8, resized to 128 or 192 px (test Dice 0.79 against 0.72, an earlier bench/demo_unet.py round)
+             seg_tiles:bool=True, # train the U-Net on native-resolution tiles and evaluate whole images (bench/results/demo_unet.md)
+             seg_lr:float=5e-3, # U-Net learning rate (bench/results/demo_unet.md)
              log=print, # where progress lines go
              progress:bool=True, # the library's progress bars inside the steps
             ) -> dict:
@@ -459,7 +461,8 @@ def run_demo(out='demo', # folder for data, runs and bundles
     def seg_table():                                       # a subset of the classifier's own split: same test images where shared
         return subset(make_split(load_table(data), seed=42), seg_n)
     rs = step('U-Net training', lambda: fit('segmenter', lambda run: train_segmenter(
-        seg_table(), method='fastai', epochs=seg_epochs, size=seg_size, out=run, overwrite=True, progress=progress)))
+        seg_table(), method='fastai', epochs=seg_epochs, lr=seg_lr, out=run, overwrite=True, progress=progress,
+        **(dict(tile=seg_size) if seg_tiles else dict(size=seg_size)))))
     ec = step('classifier evaluation', lambda: evaluate(rc, progress=False)); es = step('U-Net evaluation', lambda: evaluate(rs, progress=False))
     bundles = {}
     for name, run, q in [('classifier', rc, 'static'), ('segmenter', rs, None)]:
@@ -483,13 +486,15 @@ def run_demo(out='demo', # folder for data, runs and bundles
       args=[(['--out'], dict(default='demo', help='folder for data, runs and bundles (default demo/)')),
             (['--n-per-class'], dict(type=int, default=100, help='images per defect class; as many good parts as defects (default 100)')),
             (['--size'], dict(type=int, default=192, help='classifier input size (default 192)')),
-            (['--seg-size'], dict(type=int, default=128, help='U-Net training size (default 128)')),
-            (['--seg-epochs'], dict(type=int, default=6, help='U-Net epochs after one frozen (default 6)')),
+            (['--seg-size'], dict(type=int, default=128, help='U-Net training windows, px, cut at the images\' own resolution (a multiple of 32; default 128)')),
+            (['--seg-resize'], dict(action='store_true', help='train the U-Net on whole images resized to --seg-size instead of native-resolution windows')),
+            (['--seg-lr'], dict(type=float, default=5e-3, help='U-Net learning rate (default 5e-3)')),
+            (['--seg-epochs'], dict(type=int, default=5, help='U-Net epochs after one frozen (default 5)')),
             (['--seg-n'], dict(type=int, default=100, help='U-Net images per class, good parts included (default 100)'))])
 def demo_cmd(a, # the parsed command line of `defect-nb demo`
              ):
     "`defect-nb demo` (see `defect-nb demo --help`): a thin layer over the library."
-    res = run_demo(a.out, a.n_per_class, a.size, a.seg_size, a.seg_epochs, a.seg_n, log=(lambda *x: None) if a.json else (lambda *x: print(*x, flush=True)),
+    res = run_demo(a.out, a.n_per_class, a.size, a.seg_size, a.seg_epochs, a.seg_n, seg_tiles=not a.seg_resize, seg_lr=a.seg_lr, log=(lambda *x: None) if a.json else (lambda *x: print(*x, flush=True)),
                    progress=not a.json)
     if a.json: print(json.dumps(res, default=float)); return
     ex = res['example']
