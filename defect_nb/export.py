@@ -268,7 +268,7 @@ def int8_search(fp32_path, # the FP32 model (as exported by `to_onnx`)
                ) -> dict:
     """Static INT8 that agrees with its FP32 model: choose the calibration method by measurement, then leave in FP32 the
     end of the network (from its last 1, 2, 4, 8 or 16 Conv/Gemm on), then the nodes that see the most quantisation noise
-    (1, 2, 4, 8, … of them), until the agreement bar holds. Deterministic: the same inputs give the same model and figures."""
+    (1, 2, 4, 8, … of them, until two doublings in a row beat nothing tried before), until the agreement bar holds. Deterministic: the same inputs give the same model and figures."""
     bar = dict(INT8_BAR, **(bar or {}))
     out_path = Path(out_path)
     with tempfile.TemporaryDirectory() as d:
@@ -289,7 +289,8 @@ def int8_search(fp32_path, # the FP32 model (as exported by `to_onnx`)
             r = trial(method, cand, d/'q-try.onnx')
             trace.append(dict(strategy=strategy, excluded=k, agreement=r['agreement'], drop=r['drop']))
             if (r['agreement'], -r['drop']) > (best['agreement'], -best['drop']) or r['passes']:
-                best, exclude = r, cand; shutil.copy(d/'q-try.onnx', d/f'q-{method}.onnx')
+                best, exclude = r, cand; shutil.copy(d/'q-try.onnx', d/f'q-{method}.onnx'); return True
+            return False
         k, prev = 1, None                              # first the end of the network: 1, 2, 4, … 16 of its last Conv/Gemm in FP32
         while not best['passes'] and k <= 16:
             tail = [n for n in tail_nodes(pre, k) if n not in base]
@@ -297,9 +298,9 @@ def int8_search(fp32_path, # the FP32 model (as exported by `to_onnx`)
             consider('tail', base + tail, k); prev, k = tail, k * 2
         if not best['passes']:                         # then the nodes that see the most quantisation noise, anywhere
             ranked = [n for n, _ in node_noise(pre, d/f'q-{method}.onnx', x_valid[:max(1, 8 // views)]) if n not in base]
-            k = 1
-            while not best['passes'] and k <= len(ranked) and len(base) + k <= max_excluded * n_nodes:
-                consider('noise', base + ranked[:k], k); k *= 2
+            k, stale = 1, 0                               # stop after two doublings in a row that beat nothing tried so far
+            while not best['passes'] and stale < 2 and k <= len(ranked) and len(base) + k <= max_excluded * n_nodes:
+                stale = 0 if consider('noise', base + ranked[:k], k) else stale + 1; k *= 2
         shutil.copy(d/f'q-{method}.onnx', out_path)
     return dict(mode='static', method=method, per_channel=True, methods={m: dict(agreement=r['agreement'], drop=r['drop']) for m, r in tried.items()},
                 excluded_nodes=exclude, search=trace, n_valid=int(len(x_valid)), agreement=best['agreement'], fp32=q32, int8=best['int8'],
