@@ -193,21 +193,21 @@ def run_one(name, a):
         print(f"{name}: training {r['arch']} at {size} px, 1 frozen + {epochs} epochs on {n_train} images", flush=True)
         seg = dict(tile=64 if a.smoke else a.tile, defect_share=a.defect_share) if r['task'] == 'segment' and a.tile else {}
         train(table, r['task'], r['arch'], method='fastai', epochs=epochs, size=size, bs=r['bs'], out=run, overwrite=True, seed=42,
-              loss=r.get('loss'), progress=not a.smoke, **seg)
+              loss=r.get('loss'), lr=a.lr, progress=not a.smoke, **seg)
     cfg = load_config(run); hist = pd.read_csv(run / 'history.csv')
     train_s = float(hist.seconds.sum()); n_valid = int((table.split == 'valid').sum())
     ev = evaluate(run, 'test', progress=False)
     cfg_m = cfg.get('method', 'fastai')
     res = dict(name=name, title=r['title'], protocol=r['protocol'], method=cfg_m, arch=cfg.get('options', {}).get('backbone', r['arch']),
                tta=cfg.get('options', {}).get('tta'), params=cfg['params'], size=size if cfg['preprocess']['size'] else 'native',
-               tile=cfg['preprocess'].get('tile'), defect_share=cfg['preprocess'].get('defect_share'),
+               tile=cfg['preprocess'].get('tile'), defect_share=cfg['preprocess'].get('defect_share'), lr=cfg.get('lr'),
                epochs=recipe_text(cfg, epochs), best_epoch=cfg.get('best_epoch'), monitor=cfg['monitor'],
                loss=cfg['loss'], n_train=n_train, n_valid=n_valid, train_seconds=round(train_s, 1),
                train_img_s=round(n_train * len(hist) / train_s, 1), anchors=r['anchors'], goal=r['goal'], smoke=a.smoke,
                machine=machine(), command='python bench/real_bench.py ' + name + (' --smoke' if a.smoke else '')
                + (f' --method {a.method}' if a.method else '') + (f' --cv {a.cv}' if a.cv else '')
                + (f' --epochs {a.epochs}' if a.epochs and not a.smoke else '') + (f' --size {a.size}' if a.size and not a.smoke else '')
-               + (f' --tile {a.tile} --defect-share {a.defect_share}' if a.tile else '') + (' --mask-classes label' if a.mask_classes else '') + (' --reuse' if a.reuse else ''))
+               + (f' --tile {a.tile} --defect-share {a.defect_share}' if a.tile else '') + (f' --lr {a.lr:g}' if a.lr else '') + (' --mask-classes label' if a.mask_classes else '') + (' --reuse' if a.reuse else ''))
     if cfg_m != 'fastai': res['head'] = {k: cfg['head'][k] for k in ('param', 'value', 'feature_seconds', 'fit_seconds', 'cache_hits', 'computed')}
     res.update(classify_report(ev, cfg, name) if r['task'] == 'classify' else segment_report(ev, cfg))
     if a.cv and r['task'] == 'classify': res['cv'] = cross_validate(name, a, table, work, a.cv, method, size, r)
@@ -242,10 +242,11 @@ def show(key, v, c=None):
 
 def detail_md(r):
     key = r['goal'][0]; got = r.get(key)
+    lr = f" at lr {r['lr']:g}" if r.get('lr') and r.get('method', 'fastai') == 'fastai' else ''
     where = (f"native resolution (trained on {r['tile']} px tiles, {100 * r['defect_share']:.0f}% centred near a defect; whole images at test)"
              if r.get('tile') else f"{r['size']} px")
     lines = [f"**{r['title']}** ({r['protocol']}). {r['arch']} ({r['params'] / 1e6:.2f} M parameters), {where}, "
-             f"{r['epochs']}{' epochs' if r.get('method', 'fastai') != 'features' else ''} (best epoch {r['best_epoch']} by valid {r['monitor']}), loss {r['loss']}; {r['n_train']} training, "
+             f"{r['epochs']}{' epochs' if r.get('method', 'fastai') != 'features' else ''}{lr} (best epoch {r['best_epoch']} by valid {r['monitor']}), loss {r['loss']}; {r['n_train']} training, "
              f"{r['n_valid']} validation, {r['n_test']} test images. Training {r['train_seconds']:.0f} s "
              f"({r['train_img_s']:.1f} img/s incl. validation) on {r['machine']['cores']} CPU cores, {str(r['machine']['torch_threads']) + ' torch thread(s)' if 'torch_threads' in r['machine'] else 'torch default threads'}"
              f"{', ' + r['machine']['gpu'] if r['machine']['gpu'] else ''}."
@@ -348,6 +349,7 @@ def main():
     ap.add_argument('--epochs', type=int); ap.add_argument('--size', type=int)
     ap.add_argument('--tile', type=int, help='segmentation: train on native-resolution tiles of this side, evaluate whole images')
     ap.add_argument('--mask-classes', choices=['label'], help="segmentation: one mask class per defect label (mIoU over classes, as published)")
+    ap.add_argument('--lr', type=float, help="learning rate of the fastai recipes (default: the library's)")
     ap.add_argument('--defect-share', type=float, default=0.5, help='with --tile: share of training tiles centred near a defect')
     ap.add_argument('--method', choices=['features', 'finetune', 'fastai'], help='classification method (default: features)')
     ap.add_argument('--cv', type=int, help='also K-fold cross-validate the classification recipe')
