@@ -36,8 +36,9 @@ def render(res, out):
     md = ['| # | change from fastai fine_tune | test accuracy | valid accuracy by epoch | train s |', '|---|---|---|---|---|']
     md += [f"| {x['i']} | {x['change']} | {100 * x['test_accuracy']:.1f}% | {', '.join(f'{100 * v:.1f}' for v in x['valid_accuracy_by_epoch'])} | {x['train_seconds']:.0f} |" for x in rows]
     (Path(out) / f"ablation_{res['name']}.md").write_text('\n'.join(md) + f"\n\nLite0 at {res['size']} px, 1 frozen + {res['epochs']} epochs unless the row says otherwise; "
-                                                   f"test split of bench/real_bench.py {res['name']}. The training times were taken while other jobs shared the two "
-                                                   f"cores, unevenly from row to row: compare accuracies, not seconds. Command: `{res['command']}`\n")
+                                                   f"test split of bench/real_bench.py {res['name']}. "
+                                                   + (res.get('note') or "The training times were taken while other jobs shared the two cores, unevenly from row to row: compare accuracies, not seconds.")
+                                                   + f" Command: `{res['command']}`\n")
 
 
 def main():
@@ -55,7 +56,8 @@ def main():
     work = Path(a.work); t = table_for(a.name, a, work); size = 48 if a.smoke else a.size; epochs = 1 if a.smoke else a.epochs
     out = Path(a.out) / ('smoke' if a.smoke else ''); out.mkdir(parents=True, exist_ok=True)
     res_file = out / f'ablation_{a.name}.json'
-    rows = json.loads(res_file.read_text())['rows'] if res_file.exists() and a.only else []
+    prev = json.loads(res_file.read_text()) if res_file.exists() and a.only else {}
+    rows, note = prev.get('rows', []), prev.get('note')          # --only adds rows to the file (and keeps its note)
     todo = [int(i) for i in a.only.split(',')] if a.only else ([0, 8, 10, 11] if a.smoke else None)
     for i, (label, kw) in enumerate(variants(epochs)):
         if todo is not None and i not in todo: continue
@@ -72,7 +74,7 @@ def main():
         print(row, flush=True)
         res = dict(name=a.name, size=size, epochs=epochs, smoke=a.smoke, rows=rows, machine=machine(),
                    command=f'python bench/ablation.py {a.name}' + (' --smoke' if a.smoke else f' --size {a.size} --epochs {a.epochs}'),
-                   peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+                   peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), **({'note': note} if note else {}))
         res_file.write_text(json.dumps(res, indent=2))
         render(res, out)
 
