@@ -190,9 +190,9 @@ def run_one(name, a):
         train(table, 'classify', r['arch'], method=method, epochs=epochs, size=size, bs=r['bs'], tta=r.get('tta', 'hflip'), out=run,
               overwrite=True, seed=42, progress=not a.smoke)
     else:
-        where = f"native resolution on {64 if a.smoke else a.tile} px tiles" if r['task'] == 'segment' and a.tile else f"{size} px"
-        print(f"{name}: training {r['arch']} at {where}, 1 frozen + {epochs} epochs on {n_train} images", flush=True)
         seg = dict(tile=64 if a.smoke else a.tile, defect_share=a.defect_share) if r['task'] == 'segment' and a.tile else {}
+        where = f"native resolution on {seg['tile']} px tiles" if seg else f"{size} px"
+        print(f"{name}: training {r['arch']} at {where}, 1 frozen + {epochs} epochs on {n_train} images", flush=True)
         train(table, r['task'], r['arch'], method='fastai', epochs=epochs, size=size, bs=r['bs'], out=run, overwrite=True, seed=42,
               loss=r.get('loss'), lr=a.lr, progress=not a.smoke, **seg)
     cfg = load_config(run); hist = pd.read_csv(run / 'history.csv')

@@ -268,7 +268,8 @@ def int8_search(fp32_path, # the FP32 model (as exported by `to_onnx`)
                ) -> dict:
     """Static INT8 that agrees with its FP32 model: choose the calibration method by measurement, then leave in FP32 the
     end of the network (from its last 1, 2, 4, 8 or 16 Conv/Gemm on), then the nodes that see the most quantisation noise
-    (1, 2, 4, 8, … of them, until two doublings in a row beat nothing tried before), until the agreement bar holds. Deterministic: the same inputs give the same model and figures."""
+    (1, 2, 4, 8, … of them; this step gives up after two doublings in a row that beat nothing tried before), until the
+    agreement bar holds. Deterministic: the same inputs give the same model and figures."""
     bar = dict(INT8_BAR, **(bar or {}))
     out_path = Path(out_path)
     with tempfile.TemporaryDirectory() as d:
