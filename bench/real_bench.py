@@ -286,6 +286,7 @@ def detail_md(r):
         b = r['before']; what = ', '.join(f"{k} {show(k, b[k])}" for k in ('accuracy', 'binary_accuracy', 'dice_defective', 'iou_defective') if b.get(k) is not None)
         lines += ['', f"Before (previous results file): {what}, with {b.get('arch')} {b.get('size')} px{' tiles ' + str(b['tile']) if b.get('tile') else ''}, {b.get('epochs')} epochs, method {b.get('method')}, "
                       f"training {b.get('train_seconds', 0):.0f} s."]
+    if r.get('note'): lines += ['', r['note']]
     lines += ['', '| model | MB | test quality | agreement with FP32 | batch 1 img/s | batch img/s |', '|---|---|---|---|---|---|']
     for k, v in r['export'].items():
         q = v.get('accuracy', v.get('dice_mean'))
