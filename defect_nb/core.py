@@ -12,9 +12,9 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 # %% auto #0
-__all__ = ['DATASETS', 'ImageError', 'max_pixels', 'load_image', 'set_seed', 'get_device', 'data_dir', 'runs_dir', 'in_test',
-           'default_workers', 'atomic_write', 'sha256', 'DatasetNotFound', 'find_dataset', 'dataset_available',
-           'preprocess', 'to_input']
+__all__ = ['DATASETS', 'NATIVE_MAX_SIDE', 'ImageError', 'max_pixels', 'load_image', 'set_seed', 'get_device', 'data_dir',
+           'runs_dir', 'in_test', 'default_workers', 'atomic_write', 'sha256', 'DatasetNotFound', 'find_dataset',
+           'dataset_available', 'preprocess', 'to_input', 'window_starts', 'predict_windows']
 
 # %% ../nbs/00_core.ipynb #3389341a
 class ImageError(ValueError):
@@ -269,3 +269,36 @@ def to_input(batch:np.ndarray, # N×H×W×C uint8, from `preprocess`
     if mean is not None:
         x = (x - np.asarray(mean, np.float32).reshape(1, -1, 1, 1)) / np.asarray(std, np.float32).reshape(1, -1, 1, 1)
     return x.astype(np.float32, copy=False)
+
+# %% ../nbs/00_core.ipynb #e7a20b78
+NATIVE_MAX_SIDE = 1024   # native-resolution segmenters predict larger images in overlapping windows of this side
+
+def window_starts(n:int, # image side in pixels
+                  tile:int, # window side
+                  overlap:int, # least number of pixels shared by neighbouring windows
+                 ) -> list: # start offsets
+    "Offsets of windows of side `tile` covering 0..n, neighbours sharing at least `overlap` pixels, the last one flush with the end."
+    if n <= tile: return [0]
+    if not 0 <= overlap < tile: raise ValueError(f"overlap must be at least 0 and less than the window ({tile}), got {overlap}")
+    k = -(-(n - tile) // (tile - overlap)) + 1
+    return [round(i * (n - tile) / (k - 1)) for i in range(k)]
+
+def predict_windows(fn, # N×C×t×t float32 input → N×K×t×t probabilities (a network's forward pass)
+                    x:np.ndarray, # 1×C×H×W input, from `to_input`
+                    tile:int=NATIVE_MAX_SIDE, # window side
+                    overlap:int|None=None, # pixels shared by neighbouring windows (default: a quarter of the window)
+                    bs:int=4, # windows per call of `fn`
+                   ) -> np.ndarray: # 1×K×H×W probabilities
+    "Predict a large input in overlapping windows and blend them, each window's weight falling linearly to its edges over the overlap."
+    overlap = tile // 4 if overlap is None else int(overlap)
+    _, _, h, w = x.shape; th, tw = min(tile, h), min(tile, w); r = max(1, overlap)
+    ramp = lambda n: np.minimum(np.minimum(np.arange(1, n + 1), np.arange(n, 0, -1)), r) / r
+    wt = np.outer(ramp(th), ramp(tw)).astype(np.float32)
+    wins = [(y, x0) for y in window_starts(h, tile, overlap) for x0 in window_starts(w, tile, overlap)]
+    acc, wsum = None, np.zeros((h, w), np.float32)
+    for i in range(0, len(wins), bs):
+        part = wins[i:i + bs]
+        p = np.asarray(fn(np.ascontiguousarray(np.stack([x[0, :, y:y + th, x0:x0 + tw] for y, x0 in part]))), np.float32)
+        if acc is None: acc = np.zeros((p.shape[1], h, w), np.float32)
+        for (y, x0), q in zip(part, p): acc[:, y:y + th, x0:x0 + tw] += q * wt; wsum[y:y + th, x0:x0 + tw] += wt
+    return (acc / wsum)[None]

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
 import matplotlib.pyplot as plt
-from .core import load_image, preprocess, to_input, atomic_write, get_device
+from .core import load_image, preprocess, to_input, atomic_write, get_device, predict_windows, NATIVE_MAX_SIDE
 from .data import load_table, make_split, MaskReader, DataError, label_classes
 from .train import load_config, load_model, run_table, RunError
 from .synth import overlay_mask
@@ -40,16 +40,20 @@ def predict_images(model, # a model from `train.load_model`
                    task:str='classify', # 'classify' or 'segment'
                    bs:int=32, device='cpu', progress:bool=False) -> np.ndarray:
     """Probabilities for a list of uint8 images: N×C for classifiers, N×C×H×W for segmenters (softmax or 2-column sigmoid).
-    A run at native resolution (`preprocess['size']` None) sees each image at its own size: a list of C×H×W arrays."""
+    A run at native resolution (`preprocess['size']` None) sees each image at its own size: a list of C×H×W arrays;
+    images larger than `preprocess['max_side']` (default `core.NATIVE_MAX_SIDE`) a side in overlapping windows (`core.predict_windows`)."""
     dev = get_device(device); model = model.to(dev).eval(); out = []
+    def probs(x):                                             # float32 N×C×H×W input → probabilities
+        with torch.no_grad(): y = model(torch.from_numpy(x).to(dev)).float()
+        if y.shape[1] == 1: p = torch.sigmoid(y); y = torch.cat([1 - p, p], 1)   # one sigmoid logit: two columns like softmax
+        else: y = F.softmax(y, dim=1)
+        return y.cpu().numpy()
+    side = pre.get('max_side') or NATIVE_MAX_SIDE
     if pre['size'] is None: bs = 1                              # images of different sizes: one at a time
     for i in tqdm(range(0, len(images), bs), disable=not progress, desc='predict', unit='batch'):
-        batch = np.stack([preprocess(im, pre['size'], pre['channels'], pre['clahe']) for im in images[i:i + bs]])
-        with torch.no_grad(): y = model(to_tensor(batch, pre.get('mean'), pre.get('std')).to(dev)).float()
-        if y.shape[1] == 1:                                   # one sigmoid logit: two columns like softmax
-            p = torch.sigmoid(y); y = torch.cat([1 - p, p], 1)
-        else: y = F.softmax(y, dim=1)
-        out.append(y.cpu().numpy())
+        x = to_input(np.stack([preprocess(im, pre['size'], pre['channels'], pre['clahe']) for im in images[i:i + bs]]), pre.get('mean'), pre.get('std'))
+        big = pre['size'] is None and task == 'segment' and max(x.shape[-2:]) > side
+        out.append(predict_windows(probs, x, side, pre.get('overlap')) if big else probs(x))
     if pre['size'] is None: return [o[0] for o in out]
     return np.concatenate(out) if out else np.zeros((0,))
 

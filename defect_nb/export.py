@@ -14,7 +14,7 @@ import onnx, onnxruntime as ort
 from onnxruntime.quantization import quantize_dynamic, quantize_static, QuantType, QuantFormat, CalibrationDataReader, CalibrationMethod
 from onnxruntime.quantization.shape_inference import quant_pre_process
 import defect_nb
-from .core import load_image, preprocess, to_input, atomic_write, sha256
+from .core import load_image, preprocess, to_input, atomic_write, sha256, NATIVE_MAX_SIDE
 from .train import load_config, load_model
 from .evaluate import run_table, negative_class
 from .models import TTA_VIEWS
@@ -426,7 +426,9 @@ def export_bundle(run, # a run folder
         classes = cfg['classes']
         meta = dict(format=BUNDLE_FORMAT, version=BUNDLE_VERSION, task=cfg['task'], classes=classes, arch=cfg['arch'], params=cfg.get('params'),
                     input=dict(name='input', layout='NCHW', dtype='float32', size=pre['size'], channels=pre['channels'], clahe=pre['clahe'],
-                               **(dict(tile=pre['tile'], scheme='native resolution: whole image at its own size') if pre['size'] is None else {}),
+                               **(dict(tile=pre['tile'], max_side=pre.get('max_side') or NATIVE_MAX_SIDE, overlap=pre.get('overlap') or (pre.get('max_side') or NATIVE_MAX_SIDE) // 4,
+                                       scheme='native resolution: the whole image at its own size; an image larger than max_side px a side '
+                                              'in overlapping windows of max_side, blended (core.predict_windows)') if pre['size'] is None else {}),
                                mean=pre.get('mean'), std=pre.get('std'), resize='cv2: INTER_AREA to shrink, INTER_LINEAR to enlarge; gray repeated to 3 channels'),
                     output=dict(name='probs', kind='probabilities', shape='N×C' if cfg['task'] == 'classify' else 'N×C×H×W'),
                     threshold=thr.get('threshold', 0.5), threshold_source='threshold.json (chosen on valid by cost)' if thr else 'default 0.5',

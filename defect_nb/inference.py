@@ -9,7 +9,7 @@ from __future__ import annotations
 import json, os, warnings
 from pathlib import Path
 import numpy as np, cv2
-from .core import load_image, preprocess, to_input, sha256, ImageError, _IMG_EXTS
+from .core import load_image, preprocess, to_input, sha256, ImageError, _IMG_EXTS, predict_windows, NATIVE_MAX_SIDE
 
 # %% auto #0
 __all__ = ['BundleError', 'read_bundle', 'rle_encode', 'rle_decode', 'mask_boxes', 'search_backend', 'bank_index', 'nn_distance',
@@ -188,9 +188,13 @@ class Predictor:
 
     def probabilities(self, images:list) -> np.ndarray:
         "Raw probabilities: N×C (classifier) or N×C×H×W (segmenter, at the model's size); anomaly: N×H×W maps in [0, 1) (`normalise`d)."
-        if self.inp.get('size') is None and len({im.shape[:2] for im in images}) > 1:   # native resolution: each image at its own size
-            return [self.probabilities([im])[0] for im in images]
-        out = self.session.run(None, {self.inp.get('name', 'input'): self.inputs(images)})[0]
+        name = self.inp.get('name', 'input'); run = lambda x: self.session.run(None, {name: x})[0]
+        if self.inp.get('size') is None and images:                # native resolution: each image at its own size,
+            side = self.inp.get('max_side') or NATIVE_MAX_SIDE        # larger ones in overlapping windows (`core.predict_windows`)
+            if len(images) > 1 and (len({im.shape[:2] for im in images}) > 1 or max(images[0].shape[:2]) > side):
+                return [self.probabilities([im])[0] for im in images]
+            if max(images[0].shape[:2]) > side: return predict_windows(run, self.inputs(images), side, self.inp.get('overlap'))
+        out = run(self.inputs(images))
         if self.task != 'anomaly': return out
         a = self.meta['anomaly']
         return normalise(anomaly_maps(out, self.index, self.inp['size'], a['sigma']), a['score_scale'])

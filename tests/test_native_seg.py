@@ -57,3 +57,27 @@ def test_one_mask_class_per_label(synth_small, tmp_path):
     assert cfg['mask_classes'] == 'label' and cfg['normal_label'] == 'ok' and cfg['n_out'] == 7 and cfg['classes'][0] == 'background'
     m = evaluate(run, progress=False).metrics
     assert list(m['class_iou']) == cfg['classes'] and 0 <= m['miou_classes'] <= 1
+
+
+def test_large_images_predicted_in_overlapping_windows(native_run, synth_small, tmp_path):
+    "Above max_side a side the Predictor and PyTorch evaluation predict in the same blended windows; smaller images go in one pass."
+    from types import SimpleNamespace
+    from defect_nb.core import NATIVE_MAX_SIDE
+    meta = export_bundle(native_run, tmp_path / 'b', report=False)
+    assert meta['input']['max_side'] == NATIVE_MAX_SIDE and meta['input']['overlap'] == NATIVE_MAX_SIDE // 4
+    img = cv2.resize(load_image(next((Path(synth_small) / 'images' / 'scratches').glob('*.png'))), (200, 150))
+    p = Predictor.load(tmp_path / 'b')
+    whole = p.probabilities([img])[0]
+    shapes, real = [], p.session.run
+    p.session = SimpleNamespace(run=lambda out, feed: shapes.append(feed['input'].shape) or real(out, feed))
+    p.inp.update(max_side=64, overlap=16)
+    win = p.probabilities([img])[0]
+    assert win.shape == whole.shape and all(s[-2:] == (64, 64) for s in shapes) and sum(s[0] for s in shapes) == 3 * 4   # 150 → 3 rows, 200 → 4 columns
+    assert np.abs(win - whole).mean() < 0.02 and np.corrcoef(win[1].ravel(), whole[1].ravel())[0, 1] > 0.97  # less context, blended: close to the whole pass
+    shapes.clear(); one = p.probabilities([img[:60, :50]])[0]
+    assert shapes == [(1, 3, 60, 50)] and one.shape[-2:] == (60, 50)                                      # no larger than a window: one pass
+    pre = dict(load_config(native_run)['preprocess'], max_side=64, overlap=16)
+    pt = predict_images(load_model(native_run), [img], pre, 'segment')[0]
+    assert np.abs(pt - win).max() < 1e-3                                                                  # PyTorch takes the same windows
+    res = p.predict(img)
+    assert res['mask'].shape == (150, 200) and np.abs(res['probability'] - win[1:].sum(0)).max() < 1e-6
