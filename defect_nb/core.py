@@ -270,7 +270,7 @@ def to_input(batch:np.ndarray, # N×H×W×C uint8, from `preprocess`
         x = (x - np.asarray(mean, np.float32).reshape(1, -1, 1, 1)) / np.asarray(std, np.float32).reshape(1, -1, 1, 1)
     return x.astype(np.float32, copy=False)
 
-# %% ../nbs/00_core.ipynb #e7a20b78
+# %% ../nbs/00_core.ipynb #a8e1d4ed
 NATIVE_MAX_SIDE = 1024   # native-resolution segmenters predict larger images in overlapping windows of this side
 
 def window_starts(n:int, # image side in pixels

@@ -524,13 +524,15 @@ def run_table(run, # a run folder
     "The rows of a run's dataset in `split` (None: all), read through the split file saved at training."
     cfg = load_config(run)
     if not cfg.get('data_root') or not cfg.get('split_file'): raise RunError(f"{run} does not record its data (data_root, split_file)")
-    if not Path(cfg['split_file']).exists(): raise RunError(f"the split file of {run} is gone: {cfg['split_file']}")
+    sf = Path(cfg['split_file'])
+    if not sf.exists() and sf.name == 'split.csv' and (Path(run)/'split.csv').exists(): sf = Path(run)/'split.csv'   # the run folder was moved
+    if not sf.exists(): raise RunError(f"the split file of {run} is gone: {cfg['split_file']}")
     kw = dict(labels='4class' if len(cfg['classes']) == 4 else 'binary', verbose=False) if cfg['source'] == 'elpv' else {}
     t = load_table(cfg['data_root'], cfg['source'], **kw)
-    listed = set(pd.read_csv(cfg['split_file']).image.astype(str))         # a run may have used a subset of the dataset
+    listed = set(pd.read_csv(sf).image.astype(str))         # a run may have used a subset of the dataset
     root = Path(t.attrs['root'])
     t = t[[str(Path(p).relative_to(root)) in listed for p in t.image]].copy()
-    t = make_split(t, cfg['seed'], split_file=cfg['split_file'])
+    t = make_split(t, cfg['seed'], split_file=sf)
     if split is not None:
         if split not in ('train', 'valid', 'test'): raise RunError(f"split must be train, valid or test, got {split!r}")
         t = t[t.split == split]

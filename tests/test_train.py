@@ -57,6 +57,18 @@ def test_wrong_checkpoint_refused(table, tmp_path):
     with pytest.raises(RunError, match='has epochs \\[1\\]'): load_model(r.path, 7)
 
 
+def test_moved_run_folder_still_reads_its_split(table, tmp_path):
+    "A run folder moved elsewhere reads its own split.csv; a run whose split file is gone everywhere is a clear error."
+    import shutil
+    from defect_nb.train import run_table
+    r = train_classifier(table, 'small_cnn', epochs=1, size=48, bs=8, out=tmp_path / 'a', num_workers=0, progress=False)
+    before = run_table(r.path, 'test')
+    moved = shutil.move(str(r.path), str(tmp_path / 'elsewhere'))
+    assert list(run_table(moved, 'test').image) == list(before.image)
+    (tmp_path / 'elsewhere' / 'split.csv').unlink()
+    with pytest.raises(RunError, match='split file of .* is gone'): run_table(moved, 'test')
+
+
 def test_cli_train(cli, synth_small, tmp_path):
     args = ['train', '--data', synth_small, '--arch', 'small_cnn', '--epochs', '2', '--size', '48', '--bs', '8',
             '--out', 'runs/x', '--workers', '0']
