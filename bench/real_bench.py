@@ -37,7 +37,7 @@ RECIPES = {
                  anchors=[('VGG19 CNN, binary (Deitsch 2019)', 'binary_accuracy', 0.8842), ('SVM, binary (Deitsch 2019)', 'binary_accuracy', 0.8244),
                           ('majority class, binary', 'binary_accuracy', 0.687), ('4-class (Comput. Intell. Neurosci. 2023)', 'accuracy', 0.835)],
                  goal=('binary_accuracy', 0.91)),
-    'mt': dict(title='Magnetic tile, defect segmentation', task='segment', arch='unet_lite0', size=192, epochs=12, bs=8, loss='ce_dice',
+    'mt': dict(title='Magnetic tile, defect segmentation', task='segment', arch='unet_lite0', size=192, epochs=18, bs=8, loss='ce_dice',
                protocol='random 6:2:2 train/valid/test split stratified by class, Free images included (seed 42)',
                anchors=[('FDSNet (ICASSP 2022)', 'miou', 0.639), ('DEU-Net (Appl. Sci. 2024)', 'miou', 0.6694)],
                goal=('iou_defective', 0.70)),
