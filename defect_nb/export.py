@@ -423,10 +423,10 @@ def export_bundle(run, # a run folder
         if int8 and not int8['kept']: os.remove(tmp/'model.int8.onnx')
         thr_file, met_file = run/'threshold.json', run/'metrics.json'
         thr = json.loads(thr_file.read_text()) if thr_file.exists() else {}
-        classes = cfg['classes']
+        classes = cfg['classes']; side = pre.get('max_side') or NATIVE_MAX_SIDE    # native resolution: larger images in windows
         meta = dict(format=BUNDLE_FORMAT, version=BUNDLE_VERSION, task=cfg['task'], classes=classes, arch=cfg['arch'], params=cfg.get('params'),
                     input=dict(name='input', layout='NCHW', dtype='float32', size=pre['size'], channels=pre['channels'], clahe=pre['clahe'],
-                               **(dict(tile=pre['tile'], max_side=pre.get('max_side') or NATIVE_MAX_SIDE, overlap=pre.get('overlap') or (pre.get('max_side') or NATIVE_MAX_SIDE) // 4,
+                               **(dict(tile=pre['tile'], max_side=side, overlap=pre.get('overlap') or side // 4,
                                        scheme='native resolution: the whole image at its own size; an image larger than max_side px a side '
                                               'in overlapping windows of max_side, blended (core.predict_windows)') if pre['size'] is None else {}),
                                mean=pre.get('mean'), std=pre.get('std'), resize='cv2: INTER_AREA to shrink, INTER_LINEAR to enlarge; gray repeated to 3 channels'),
