@@ -24,7 +24,8 @@ from .synth import overlay_mask
 __all__ = ['SEG_SCORES', 'to_tensor', 'predict_images', 'negative_class', 'expected_calibration_error', 'classification_metrics',
            'defect_scores', 'threshold_table', 'best_threshold', 'threshold_note', 'bootstrap_ci', 'plot_confusion',
            'plot_roc_pr', 'plot_calibration', 'plot_threshold', 'plot_gallery', 'dice_iou', 'segmentation_metrics',
-           'image_scores', 'segmentation_operating_point', 'class_iou', 'Evaluation', 'evaluate', 'overlay_masks']
+           'image_scores', 'segmentation_operating_point', 'class_iou', 'typed_masks', 'Evaluation', 'evaluate',
+           'overlay_masks']
 
 # %% ../nbs/05_evaluate.ipynb #4f315f60
 def to_tensor(imgs:np.ndarray, # N×H×W×C uint8 images from `core.preprocess`
@@ -319,7 +320,7 @@ def segmentation_operating_point(prob:list, # validation defect probabilities, H
                 valid_cost=float(best.cost), valid_missed=int(best.missed), valid_false_alarms=int(best.false_alarms),
                 cost_fn=cost_fn, cost_fp=cost_fp, n_valid=int(len(true)), table=table)
 
-def class_iou(probs:list, # C×H×W class probabilities per image
+def class_iou(probs:list, # C×H×W class probabilities per image, or H×W predicted class indices
               true:list, # H×W class-index masks
               classes:list, # class names, background first
              ) -> dict:
@@ -328,11 +329,22 @@ def class_iou(probs:list, # C×H×W class probabilities per image
     A class absent from both prediction and truth has no IoU (left out of the means)."""
     n = len(classes); cm = np.zeros((n, n), np.int64)
     for p, t in zip(probs, true):
-        cm += np.bincount(n * np.asarray(t, np.int64).reshape(-1) + np.asarray(p).argmax(0).reshape(-1), minlength=n * n).reshape(n, n)
+        cm += np.bincount(n * np.asarray(t, np.int64).reshape(-1) + (np.asarray(p) if np.ndim(p) == 2 else np.asarray(p).argmax(0)).reshape(-1), minlength=n * n).reshape(n, n)
     den = cm.sum(0) + cm.sum(1) - np.diag(cm)
     iou = np.where(den > 0, np.diag(cm) / np.maximum(1, den), np.nan)
     return dict(class_iou={c: (None if np.isnan(v) else float(v)) for c, v in zip(classes, iou)},
                 miou_classes=float(np.nanmean(iou)), miou_defects=float(np.nanmean(iou[1:])) if np.isfinite(iou[1:]).any() else None)
+
+# %% ../nbs/05_evaluate.ipynb #da1152ee
+def typed_masks(fg:list, # H×W defect probabilities per image, from a binary segmenter
+                types, # one mask class per image: 1..K its defect type, 0 when it is called defect-free (no defect pixels)
+                threshold:float=0.5, # pixel threshold of the segmenter (e.g. the one `evaluate` chose on valid)
+               ) -> list: # H×W class-index masks (uint8) for `class_iou`
+    "Class masks from two models: every pixel the segmenter calls defective takes the image's type."
+    types = np.asarray(types)
+    if len(fg) != len(types): raise ValueError(f"{len(fg)} masks but {len(types)} image types")
+    if types.size and (types.min() < 0 or types.max() > 255): raise ValueError("image types must be class indices 0..255")
+    return [((np.asarray(p) >= threshold) * np.uint8(k)).astype(np.uint8) for p, k in zip(fg, types)]
 
 # %% ../nbs/05_evaluate.ipynb #36882ed3
 @dataclass

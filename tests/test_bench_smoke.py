@@ -22,6 +22,9 @@ def test_real_data_benchmarks_smoke(tmp_path):
         key = r['goal'][0]; assert 0 <= r[key] <= 1 and len(r.get(key + '_ci', [0, 1])) == 2
         md = (tmp_path / 'res' / 'smoke' / f'{name}.md').read_text()
         assert 'Command: `python bench/real_bench.py' in md and '| onnx_int8_static |' in md
+    ts = json.loads((tmp_path / 'res' / 'smoke' / 'mt.json').read_text())['two_stage']      # mIoU over defect types, as the anchors report it
+    assert len(ts['class_iou']) == 6 and 0 <= ts['miou_classes'] <= 1 and ts['variant'] in ('types', 'gate')
+    assert 'two-stage' in (tmp_path / 'res' / 'smoke' / 'mt.md').read_text()
     e = json.loads((tmp_path / 'res' / 'smoke' / 'elpv.json').read_text())
     assert {'mono', 'poly'} == set(e['by_type']) and 0 <= e['binary_accuracy'] <= 1
 
