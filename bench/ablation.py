@@ -1,6 +1,6 @@
 """Why does fine-tuning lose to a frozen-feature head? One change at a time against fastai's fine_tune default.
 
-    python bench/ablation.py neu|synth [--smoke] [--size 128] [--epochs 2]
+    python bench/ablation.py neu|synth-cls [--smoke] [--size 128] [--epochs 2] [--only 0,3,8] [--note TEXT]
 
 Every row trains EfficientNet-Lite0 with the library (`defect_nb.train.train`) on the benchmark's own split
 (bench/real_bench.py), changing one thing from the previous default recipe (fastai fine_tune: 1 frozen epoch with a
@@ -47,6 +47,7 @@ def main():
     ap.add_argument('--epochs', type=int, default=2); ap.add_argument('--smoke', action='store_true'); ap.add_argument('--data')
     ap.add_argument('--only', help='comma-separated row numbers to run (default all)')
     ap.add_argument('--render', action='store_true', help='only re-render the markdown table from the results file')
+    ap.add_argument('--note', help="how the rows were run (default: the file's note, else a warning that other jobs shared the cores)")
     ap.add_argument('--work', default=str(ROOT / 'runs' / 'bench')); ap.add_argument('--out', default=str(RESULTS))
     a = ap.parse_args()
     if a.render:
@@ -57,7 +58,7 @@ def main():
     out = Path(a.out) / ('smoke' if a.smoke else ''); out.mkdir(parents=True, exist_ok=True)
     res_file = out / f'ablation_{a.name}.json'
     prev = json.loads(res_file.read_text()) if res_file.exists() and a.only else {}
-    rows, note = prev.get('rows', []), prev.get('note')          # --only adds rows to the file (and keeps its note)
+    rows, note = prev.get('rows', []), a.note or prev.get('note')   # --only adds rows to the file (and keeps its note)
     todo = [int(i) for i in a.only.split(',')] if a.only else ([0, 8, 10, 11] if a.smoke else None)
     for i, (label, kw) in enumerate(variants(epochs)):
         if todo is not None and i not in todo: continue
