@@ -135,6 +135,16 @@ def segment_report(ev, cfg):
     return out
 
 
+def _miou_ci(pred, true, n, reps=1000, seed=0):
+    "95% bootstrap interval of the pooled mIoU over classes, resampling images (a class absent from a resample is left out)."
+    cms = np.stack([np.bincount(n * t.astype(np.int64).ravel() + p.astype(np.int64).ravel(), minlength=n * n).reshape(n, n) for p, t in zip(pred, true)])
+    rng = np.random.default_rng(seed); vals = []
+    for _ in range(reps):
+        cm = cms[rng.integers(0, len(cms), len(cms))].sum(0); den = cm.sum(0) + cm.sum(1) - np.diag(cm)
+        vals.append(np.nanmean(np.where(den > 0, np.diag(cm) / np.maximum(1, den), np.nan)))
+    return [float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))]
+
+
 def two_stage(run, table, ev, a):
     """mIoU over defect types (the FDSNet / DEU-Net definition) from the binary U-Net and a frozen-feature image classifier:
     the U-Net's defect pixels take the image's most probable defect type (`evaluate.typed_masks`). Whether an image the
@@ -164,6 +174,8 @@ def two_stage(run, table, ev, a):
         oracle = np.array([codes.index(l) if l in codes else 0 for l in rows.label])
         variants = {'types': types, 'gate': np.where(called_free, 0, types), 'true_types': oracle}
         out[split] = {k: class_iou(typed_masks(fg, v, thr), true, codes) for k, v in variants.items()}
+        if split == 'test':                                   # a bootstrap over test images of the pooled mIoU, per variant
+            for k, v in variants.items(): out[split][k]['miou_classes_ci'] = _miou_ci(typed_masks(fg, v, thr), true, len(codes))
         d = (rows.label != normal).to_numpy()
         out[split]['classifier'] = dict(accuracy=float((P.argmax(1) == rows.label.map(classes.index).to_numpy()).mean()),
                                         type_accuracy_defective=float((types[d] == oracle[d]).mean()) if d.any() else None)
@@ -325,7 +337,7 @@ def detail_md(r):
             lines.append(f"| mIoU over {len(ts['class_iou'])} classes, background included (pixels pooled over the test split: the FDSNet / DEU-Net definition), "
                          f"two-stage: this U-Net's mask × the image's type from a frozen {c['backbone']} probe ({c['size']} px, {c['tta']}; type right on "
                          f"{pct(c['type_accuracy_defective'])} of defective test images){'; images it calls defect-free keep no defect pixels' if ts['variant'] == 'gate' else ''} "
-                         f"| {ts['miou_classes']:.3f} |")
+                         f"| {show('miou', ts['miou_classes'], ts.get('miou_classes_ci'))} |")
             lines.append('| per-class IoU, two-stage | ' + ', '.join(f"{k} {'—' if v is None else f'{v:.3f}'}" for k, v in ts['class_iou'].items()) + ' |')
             lines.append(f"| the same masks with every image's true type and no gate (what the type classifier costs) | {ts['true_types']['miou_classes']:.3f} |")
         if r.get('image_recall') is not None and r.get('min_area') is not None:
@@ -373,7 +385,7 @@ def summary(results=RESULTS):
         keys = {'neu': ['accuracy'], 'elpv': ['binary_accuracy', 'accuracy', 'binary_auc'], 'mt': ['iou_defective', 'dice_defective', 'miou', 'image_auroc'],
                 'synth-cls': ['accuracy'], 'synth-seg': ['dice_defective', 'iou_defective']}[name]
         ours = '<br>'.join(fmt(k) for k in keys)
-        if r.get('two_stage'): ours += f"<br>mIoU ({len(r['two_stage']['class_iou'])} classes, two-stage) {r['two_stage']['miou_classes']:.3f}"
+        if r.get('two_stage'): ours += f"<br>mIoU ({len(r['two_stage']['class_iou'])} classes, two-stage) {show('miou', r['two_stage']['miou_classes'], r['two_stage'].get('miou_classes_ci'))}"
         if r.get('cv'): ours += f"<br>{r['cv']['k']}-fold: {100 * r['cv']['mean']:.2f} ± {100 * r['cv']['std']:.2f}% (min {100 * r['cv']['min']:.2f}%)"
         b = r.get('before') or {}
         k0 = keys[0]
