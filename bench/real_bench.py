@@ -281,6 +281,8 @@ def run_one(name, a):
         if res['before'] is not None: res['before'].setdefault('method', 'fastai')
         if a.reuse and not a.cv and o.get('cv') and same and o.get('size') == res.get('size'):   # a re-report keeps the cross-validation of the same run
             res['cv'] = o['cv']
+        if a.reuse and same and o.get('note') and o.get('epochs') == res['epochs']:   # a re-report of the same run keeps its hand-written note
+            res['note'] = o['note']
     (out / f'{fname}.json').write_text(json.dumps(res, indent=2, default=float))
     (out / f'{fname}.md').write_text(detail_md(res))
     print(detail_md(res))
