@@ -173,9 +173,10 @@ def two_stage(run, table, ev, a):
         called_free = P.argmax(1) == classes.index(normal)
         oracle = np.array([codes.index(l) if l in codes else 0 for l in rows.label])
         variants = {'types': types, 'gate': np.where(called_free, 0, types), 'true_types': oracle}
-        out[split] = {k: class_iou(typed_masks(fg, v, thr), true, codes) for k, v in variants.items()}
+        masks = {k: typed_masks(fg, v, thr) for k, v in variants.items()}
+        out[split] = {k: class_iou(m, true, codes) for k, m in masks.items()}
         if split == 'test':                                   # a bootstrap over test images of the pooled mIoU, per variant
-            for k, v in variants.items(): out[split][k]['miou_classes_ci'] = _miou_ci(typed_masks(fg, v, thr), true, len(codes))
+            for k, m in masks.items(): out[split][k]['miou_classes_ci'] = _miou_ci(m, true, len(codes))
         d = (rows.label != normal).to_numpy()
         out[split]['classifier'] = dict(accuracy=float((P.argmax(1) == rows.label.map(classes.index).to_numpy()).mean()),
                                         type_accuracy_defective=float((types[d] == oracle[d]).mean()) if d.any() else None)
