@@ -146,46 +146,21 @@ def _miou_ci(pred, true, n, reps=1000, seed=0):
 
 
 def two_stage(run, table, ev, a):
-    """mIoU over defect types (the FDSNet / DEU-Net definition) from the binary U-Net and a frozen-feature image classifier:
-    the U-Net's defect pixels take the image's most probable defect type (`evaluate.typed_masks`). Whether an image the
+    """mIoU over defect types (the FDSNet / DEU-Net definition) from the binary U-Net and a frozen-feature image classifier
+    (`evaluate.two_stage_miou`): the U-Net's defect pixels take the image's most probable defect type. Whether an image the
     classifier calls defect-free also loses its pixels (`gate`) is chosen on the validation split; the test split only reports."""
-    from defect_nb.core import load_image
-    from defect_nb.data import masks_by_label, MaskReader, label_classes
-    from defect_nb.features import fit_probe, extract_features
-    from defect_nb.evaluate import predict_images, class_iou, typed_masks
-    from defect_nb.train import load_model, load_config, run_table
-    import torch
-    t0 = time.perf_counter(); cfg = load_config(run); pre = cfg['preprocess']
-    t = masks_by_label(table); codes, normal = t.attrs['codes'], t.attrs['normal_label']
-    if normal is None or len(codes) < 3: return None
-    size = 64 if a.smoke else 224; tta = 'hflip'
-    net, rep = fit_probe(t, sorted(set(t.label)), backbone='efficientnet_lite0', size=size, tta=tta, progress=False)
-    classes = rep['classes']; defect_cols = [classes.index(c) for c in codes[1:]]
-    model = load_model(run); mr = MaskReader(pre['size'], len(codes), by_label=label_classes(codes, normal))
-    thr = ev.metrics.get('threshold', 0.5); out = {}
-    for split in ('valid', 'test'):
-        rows = run_table(run, split).reset_index(drop=True)
-        with torch.no_grad():
-            P = torch.softmax(net.head(torch.from_numpy(extract_features(list(rows.image), 'efficientnet_lite0', size, tta, progress=False))), 1).double().numpy()
-        fg = [p[1:].sum(0) for p in predict_images(model, [load_image(x) for x in rows.image], pre, 'segment', progress=False)]
-        true = [mr(r) for r in rows.to_dict('records')]
-        types = 1 + P[:, defect_cols].argmax(1)
-        called_free = P.argmax(1) == classes.index(normal)
-        oracle = np.array([codes.index(l) if l in codes else 0 for l in rows.label])
-        variants = {'types': types, 'gate': np.where(called_free, 0, types), 'true_types': oracle}
-        masks = {k: typed_masks(fg, v, thr) for k, v in variants.items()}
-        out[split] = {k: class_iou(m, true, codes) for k, m in masks.items()}
-        if split == 'test':                                   # a bootstrap over test images of the pooled mIoU, per variant
-            for k, m in masks.items(): out[split][k]['miou_classes_ci'] = _miou_ci(m, true, len(codes))
-        d = (rows.label != normal).to_numpy()
-        out[split]['classifier'] = dict(accuracy=float((P.argmax(1) == rows.label.map(classes.index).to_numpy()).mean()),
-                                        type_accuracy_defective=float((types[d] == oracle[d]).mean()) if d.any() else None)
-    pick = 'gate' if out['valid']['gate']['miou_classes'] > out['valid']['types']['miou_classes'] else 'types'
-    te = out['test']
-    return dict(variant=pick, threshold=thr, **te[pick], valid_miou_classes={k: out['valid'][k]['miou_classes'] for k in ('types', 'gate')},
-                other=dict(te['gate' if pick == 'types' else 'types'], name='gate' if pick == 'types' else 'types'),
-                true_types=te['true_types'], classifier=dict(te['classifier'], backbone='efficientnet_lite0', size=size, tta=tta,
-                                                             head=f"{rep['param']} {rep['value']:g}", valid_accuracy=rep['best']['accuracy']),
+    from defect_nb.data import masks_by_label
+    from defect_nb.evaluate import two_stage_miou
+    t0 = time.perf_counter(); t = masks_by_label(table)
+    if t.attrs['normal_label'] is None or len(t.attrs['codes']) < 3: return None
+    size = 64 if a.smoke else 224
+    r = two_stage_miou(run, ('valid', 'test'), 'efficientnet_lite0', size, 'hflip', threshold=ev.metrics.get('threshold', 0.5))
+    pick, te = r['pick'], r['test']; other = 'gate' if pick == 'types' else 'types'
+    iou = {k: dict(v) for k, v in te['iou'].items()}
+    for k in iou: iou[k]['miou_classes_ci'] = _miou_ci(te['masks'][k], te['true'], len(r['codes']))   # a bootstrap over test images, per variant
+    return dict(variant=pick, threshold=r['threshold'], **iou[pick], valid_miou_classes={k: r['valid']['iou'][k]['miou_classes'] for k in ('types', 'gate')},
+                other=dict(iou[other], name=other), true_types=iou['true_types'],
+                classifier=dict(accuracy=te['accuracy'], type_accuracy_defective=te['type_accuracy_defective'], **r['classifier']),
                 seconds=round(time.perf_counter() - t0, 1))
 
 

@@ -16,16 +16,17 @@ from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
 import matplotlib.pyplot as plt
 from .core import load_image, preprocess, to_input, atomic_write, get_device, predict_windows, NATIVE_MAX_SIDE
-from .data import load_table, make_split, MaskReader, DataError, label_classes
+from .data import load_table, make_split, MaskReader, DataError, label_classes, masks_by_label
 from .train import load_config, load_model, run_table, RunError
 from .synth import overlay_mask
+from .features import fit_probe, extract_features
 
 # %% auto #0
 __all__ = ['SEG_SCORES', 'to_tensor', 'predict_images', 'negative_class', 'expected_calibration_error', 'classification_metrics',
            'defect_scores', 'threshold_table', 'best_threshold', 'threshold_note', 'bootstrap_ci', 'plot_confusion',
            'plot_roc_pr', 'plot_calibration', 'plot_threshold', 'plot_gallery', 'dice_iou', 'segmentation_metrics',
            'image_scores', 'segmentation_operating_point', 'class_iou', 'typed_masks', 'Evaluation', 'evaluate',
-           'overlay_masks']
+           'overlay_masks', 'two_stage_miou']
 
 # %% ../nbs/05_evaluate.ipynb #4f315f60
 def to_tensor(imgs:np.ndarray, # N×H×W×C uint8 images from `core.preprocess`
@@ -502,3 +503,48 @@ def _plot_seg_pr(prob, true, path):
     if flat_t.any():
         pr, rc, _ = skm.precision_recall_curve(flat_t, flat_p); ax.plot(rc, pr, label=f"AP {skm.average_precision_score(flat_t, flat_p):.3f}"); ax.legend()
     ax.set(xlabel='recall', ylabel='precision', title='pixel-level precision-recall'); return _save(fig, path)
+
+# %% ../nbs/05_evaluate.ipynb #236c6b90
+def two_stage_miou(run, # a binary segmentation run whose image labels are defect types (one label for defect-free parts)
+                   splits=('valid', 'test'), # the splits to score; `pick` is chosen on 'valid' when it is among them
+                   backbone:str='efficientnet_lite0', # the type classifier's frozen backbone (offline weights: efficientnet_lite0/1/2)
+                   size:int=224, # the classifier's input side, pixels
+                   tta:str='hflip', # the classifier's test-time views
+                   threshold:float|None=None, # pixel threshold (default: the run's threshold.json, chosen on valid by `evaluate`; else 0.5)
+                   normal:str|None=None, # the defect-free label (default: one named like free/ok/good, as `data.masks_by_label`)
+                   progress:bool=False, # progress bars
+                  ) -> dict: # codes, threshold, classifier, pick, and per split: iou (per variant), masks, true, accuracy, type_accuracy_defective
+    "The papers' mIoU over defect types from a binary segmenter and a frozen-feature image classifier (`typed_masks`), per split and variant."
+    run = Path(run); cfg = load_config(run)
+    if cfg.get('task') != 'segment' or len(cfg['classes']) != 2:
+        raise RunError(f"{run} is not a binary segmentation run (task {cfg.get('task')!r}, classes {cfg.get('classes')}): two_stage_miou types a binary mask")
+    t = masks_by_label(run_table(run, None), normal); codes, normal = t.attrs['codes'], t.attrs['normal_label']
+    if len(codes) < 3: raise DataError(f"two_stage_miou needs at least two defect labels to tell apart; the run's data has {codes[1:]}")
+    bad = [s for s in splits if s not in ('train', 'valid', 'test') or not (t.split == s).any()]
+    if bad: raise RunError(f"{run} has no images in split(s) {bad}")
+    labels = sorted(set(t.label))
+    net, rep = fit_probe(t, labels, backbone, size, tta, progress=progress)
+    if threshold is None:
+        f = run/'threshold.json'; threshold = json.loads(f.read_text())['threshold'] if f.exists() else 0.5
+    model = load_model(run); pre = cfg['preprocess']
+    mr = MaskReader(pre['size'], len(codes), by_label=label_classes(codes, normal))
+    defect_cols = [labels.index(c) for c in codes[1:]]
+    out = dict(codes=codes, threshold=float(threshold), normal=normal,
+               classifier=dict(backbone=backbone, size=size, tta=tta, head=f"{rep['param']} {rep['value']:g}", valid_accuracy=rep['best']['accuracy']))
+    for split in splits:
+        rows = t[t.split == split].reset_index(drop=True)
+        with torch.no_grad():
+            P = torch.softmax(net.head(torch.from_numpy(extract_features(list(rows.image), backbone, size, tta, progress=progress))), 1).double().numpy()
+        fg = [p[1:].sum(0) for p in predict_images(model, _images(rows), pre, 'segment', progress=progress)]
+        true = [mr(r) for r in rows.to_dict('records')]
+        types = 1 + P[:, defect_cols].argmax(1)
+        called_free = P.argmax(1) == labels.index(normal) if normal is not None else np.zeros(len(rows), bool)
+        oracle = np.array([codes.index(l) if l in codes else 0 for l in rows.label])
+        masks = {k: typed_masks(fg, v, threshold) for k, v in dict(types=types, gate=np.where(called_free, 0, types), true_types=oracle).items()}
+        d = (rows.label != normal).to_numpy()
+        out[split] = dict(iou={k: class_iou(m, true, codes) for k, m in masks.items()}, masks=masks, true=true, types=types, labels=list(rows.label),
+                          accuracy=float((P.argmax(1) == rows.label.map(labels.index).to_numpy()).mean()),
+                          type_accuracy_defective=float((types[d] == oracle[d]).mean()) if d.any() else None)
+    ref = out.get('valid')
+    out['pick'] = ('gate' if ref['iou']['gate']['miou_classes'] > ref['iou']['types']['miou_classes'] else 'types') if ref else 'types'
+    return out
