@@ -71,8 +71,7 @@ def _extractor(model:PatchFeatures, size:int, bs:int, engine:str) -> FeatureExtr
     cache = model.__dict__.setdefault('_fx', {})
     if (size, bs, engine) not in cache:
         tmp = model.__dict__.setdefault('_onnx_dir', tempfile.TemporaryDirectory(prefix='defect_nb_patch_'))   # removed with the model
-        fx = FeatureExtractor(model.backbone, size, pretrained=False, cache=tmp.name, bs=bs, engine=engine)
-        fx._net = model; cache[size, bs, engine] = fx                  # its `features` method: the patch features
+        cache[size, bs, engine] = FeatureExtractor(model.backbone, size, pretrained=False, bs=bs, engine=engine, net=model, onnx_dir=tmp.name)
     return cache[size, bs, engine]
 
 def patch_features(model:PatchFeatures, # the extractor
@@ -87,7 +86,7 @@ def patch_features(model:PatchFeatures, # the extractor
     paths = [str(p) for p in paths]
     if not paths: return np.zeros((0, model.dim, 1, 1), np.float32)
     fx = _extractor(model, size, bs, engine if engine != 'auto' else ('onnx' if len(paths) >= ONNX_MIN else 'torch'))
-    return fx._compute(paths, progress).astype(np.float32, copy=False)
+    return fx.compute(paths, progress).astype(np.float32, copy=False)
 
 
 # %% ../nbs/12_anomaly.ipynb #529024d5

@@ -98,6 +98,8 @@ class FeatureExtractor:
                  bs:int=32, # images per forward pass
                  device:str='cpu',
                  engine:str='auto', # 'onnx' (onnxruntime), 'torch', or 'auto': onnx on a CPU from `ONNX_MIN` images to compute
+                 net:nn.Module|None=None, # run this module's `features` instead of the backbone (e.g. `anomaly.PatchFeatures`): never cached on disk, since the setting does not describe it
+                 onnx_dir=None, # where the onnxruntime export is written (default: the cache folder, else a temporary folder)
                 ):
         if engine not in ('auto', 'onnx', 'torch'): raise ModelError(f"unknown engine {engine!r}; choose auto, onnx or torch")
         self.engine = engine
@@ -105,7 +107,8 @@ class FeatureExtractor:
         self.backbone, self.size, self.tta, self.clahe, self.bs, self.device = backbone, size, tta, clahe, bs, torch.device(device)
         self.pretrained, self.weights = pretrained, weights
         self.cache = None if cache is False else (cache_dir() if cache is True else Path(cache)/'features')/self.settings['key']
-        self._net = self._sess = None
+        self._net = self._sess = None; self.onnx_dir = onnx_dir
+        if net is not None: self._net, self.cache = net, None
         self.stats = dict(hits=0, computed=0, seconds=0.)
     @property
     def net(self) -> ProbeNet:
@@ -121,13 +124,14 @@ class FeatureExtractor:
         "An onnxruntime session over `ProbeNet.features`, exported once per setting (kept in the cache folder when there is one)."
         if self._sess is None:
             import onnxruntime as ort, tempfile
-            where = self.cache if self.cache is not None else Path(tempfile.mkdtemp(prefix='defect_nb_features_'))
+            where = Path(self.onnx_dir or self.cache or tempfile.mkdtemp(prefix='defect_nb_features_'))
             path = where/'features.onnx'
             if not path.exists(): where.mkdir(parents=True, exist_ok=True); features_onnx(self.net, self.size, path)
             so = ort.SessionOptions(); so.log_severity_level = 3
             self._sess = ort.InferenceSession(str(path), so, providers=['CPUExecutionProvider'])
         return self._sess
-    def _compute(self, paths, progress):
+    def compute(self, paths:list, progress:bool=True) -> np.ndarray:
+        "Features of image files, computed now (no cache): N×F, or N×D×h×w for a patch-feature `net`."
         def read(p): return preprocess(load_image(p), self.size, 3, self.clahe)
         out = []; onnx = self._use_onnx(len(paths))
         run = (lambda x: self.session().run(None, {'input': x})[0]) if onnx else \
@@ -144,7 +148,7 @@ class FeatureExtractor:
                  progress:bool=True, # a progress bar over the batches to compute
                 ) -> np.ndarray: # float32 N×F
         t0 = time.perf_counter(); paths = [str(p) for p in paths]
-        if self.cache is None: f = self._compute(paths, progress); self.stats['computed'] += len(paths)
+        if self.cache is None: f = self.compute(paths, progress); self.stats['computed'] += len(paths)
         else:
             keys = [_image_key(p) for p in paths]; have = {}
             for k in set(keys):
@@ -155,7 +159,7 @@ class FeatureExtractor:
             todo = list(dict.fromkeys(k for k in keys if k not in have))
             if todo:
                 first = {k: p for p, k in zip(reversed(paths), reversed(keys))}
-                new = self._compute([first[k] for k in todo], progress)
+                new = self.compute([first[k] for k in todo], progress)
                 self.cache.mkdir(parents=True, exist_ok=True)
                 if not (self.cache/'settings.json').exists(): atomic_write(self.cache/'settings.json', json.dumps(self.settings, indent=1))
                 for k, v in zip(todo, new):
@@ -290,7 +294,7 @@ def measure_speed(backbone:str='efficientnet_lite0', # a timm name
     "Feature-extraction speed of a setting on this machine (one warm-up and one timed batch of random images)."
     net = ProbeNet(1, backbone, pretrained=False, tta=tta).eval(); x = torch.randn(bs, 3, size, size)
     if engine == 'onnx':
-        fx = FeatureExtractor(backbone, size, tta, pretrained=False, cache=False, engine='onnx'); fx._net = net
+        fx = FeatureExtractor(backbone, size, tta, pretrained=False, cache=False, engine='onnx', net=net)
         s = fx.session(); xn = x.numpy(); f = lambda: s.run(None, {'input': xn})
     else:
         def f():
