@@ -263,6 +263,18 @@ def _plot_sweep(rep, path):
     fig.suptitle(f"frozen {rep['backbone']} {rep['size']} px, tta {rep['tta']}: {k} = {rep['value']:g} chosen on valid", fontsize=10)
     fig.tight_layout(); buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=90); plt.close(fig); atomic_write(path, buf.getvalue())
 
+def _single_view(row, net, table, classes, backbone, size, clahe, pretrained, weights, bs):
+    """The probe's validation loss and accuracy on one view per image, as the fine-tuning epochs are validated, so that
+    `best.pth` compares like with like; the test-time-view figures stay in the row as `*_tta`."""
+    from defect_nb.features import extract_features
+    va = table[table.split == 'valid']; y = va.label.map(classes.index).to_numpy()
+    X = extract_features(list(va.image), backbone, size, 'none', clahe, bs=bs or 32, pretrained=pretrained, weights=weights, progress=False)
+    with torch.no_grad(): p = torch.softmax(net.head(torch.from_numpy(X)), 1).double().numpy()
+    loss = float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-15, 1)).mean()); pred = p.argmax(1)
+    from sklearn.metrics import balanced_accuracy_score
+    return dict(row, valid_loss=loss, accuracy=float((pred == y).mean()), balanced_accuracy_score=float(balanced_accuracy_score(y, pred)),
+                valid_loss_tta=row['valid_loss'], accuracy_tta=row['accuracy'])
+
 def _train_probe(data, method, backbone, epochs, size, budget, bs, lr, out, overwrite, seed, source, valid_pct, test_pct, split_file,
                  labels, aug, clahe, class_weights, pretrained, weights, monitor, early_stop, device, num_workers, cbs, progress, **options):
     "Methods 'features' and 'finetune': fit the head on cached frozen features, save it as epoch 1, then (finetune) fine-tune."
@@ -303,12 +315,14 @@ def _train_probe(data, method, backbone, epochs, size, budget, bs, lr, out, over
                             feature_key=rep['settings']['key']),
                   recipe=why, versions=_versions(), created=datetime.datetime.now().isoformat(timespec='seconds'), device='cpu')
     row = _probe_row(rep, secs)
+    if method == 'finetune' and tta != 'none': row = _single_view(row, net, table, classes, backbone, size, clahe, pretrained, weights, bs)
     save_state(net, out/'epoch_01.pth'); atomic_write(out/'history.csv', pd.DataFrame([row]).to_csv(index=False))
     atomic_write(out/'best.pth', (out/'epoch_01.pth').read_bytes()); _plot_sweep(rep, out/'curves.png')
     config.update(best_epoch=1, best=row['valid_loss'], epochs_done=1)
     atomic_write(out/'config.json', json.dumps(config, indent=2, default=str))
-    if progress: print(f"head: {rep['param']} = {rep['value']:g}; valid accuracy {row['accuracy']:.1%}, loss {row['valid_loss']:.4f} "
-                       f"({rep['computed']} images computed, {rep['cache_hits']} from the cache, {secs:.0f} s)", flush=True)
+    if progress: print(f"head: {rep['param']} = {rep['value']:g}; valid accuracy {row.get('accuracy_tta', row['accuracy']):.1%}, loss {row.get('valid_loss_tta', row['valid_loss']):.4f} "
+                       + (f"(one view per image, as fine-tuning validates: {row['accuracy']:.1%}, {row['valid_loss']:.4f}) " if 'valid_loss_tta' in row else '')
+                       + f"({rep['computed']} images computed, {rep['cache_hits']} from the cache, {secs:.0f} s)", flush=True)
     if method == 'features': return Run(out, None, pd.DataFrame([row]), 1, config)
     # finetune: fastai from the fitted head, the probe kept as epoch 1
     dls, dev = _loaders(table, 'classify', size, bs or 32, clahe, aug, False, num_workers, seed, device)

@@ -64,6 +64,15 @@ def test_finetune_starts_from_the_head(table, tmp_path):
     assert not torch.equal(probe['head.weight'], last['head.weight'])                  # it trained from the head on
     assert any(not torch.equal(probe[k], last[k]) for k in probe if k.startswith('body.') and 'running' not in k and probe[k].is_floating_point())
     assert all(torch.equal(probe[k], last[k]) for k in probe if 'running_mean' in k)   # batch-norm statistics frozen
+    # the probe's epoch-1 loss is on one view per image, as fastai validates the fine-tuning epochs (its hflip figure kept beside it)
+    from defect_nb.train import load_model, run_table, load_config
+    from defect_nb.evaluate import predict_images
+    from defect_nb.core import load_image
+    m = load_model(r.path, 1); m.tta = 'none'; va = run_table(r.path, 'valid'); classes = load_config(r.path)['classes']
+    p = np.asarray(predict_images(m, [load_image(x) for x in va.image], load_config(r.path)['preprocess'], 'classify', progress=False))
+    y = va.label.map(classes.index).to_numpy()
+    assert abs(-np.log(p[np.arange(len(y)), y]).mean() - h.valid_loss[0]) < 1e-3
+    assert 'valid_loss_tta' in h and np.isfinite(h.valid_loss_tta[0]) and h.valid_loss_tta[0] != h.valid_loss[0]
 
 
 @pytest.mark.parametrize('args, words', [
