@@ -473,7 +473,33 @@ def _fit(learn, config, out, saver, cbs, progress, distributed, done=0):
     finally:
         config.update(best_epoch=saver.best_epoch, best=saver.best, epochs_done=saver.n)
         atomic_write(out/'config.json', json.dumps(config, indent=2, default=str))
+    _settle_views(out, config, saver, progress)
     return Run(out, learn, pd.DataFrame(saver.rows), saver.best_epoch, config)
+
+def _settle_views(out, config, saver, progress):
+    """Finetune with test-time views: the epochs were compared on one view per image, but the model is used with the views.
+    The best fine-tuned epoch and the probe meet once more on the validation split, both with the views, and `best.pth`
+    is the better of the two (recorded as `views_check` in config.json)."""
+    tta = (config.get('options') or {}).get('tta', 'none'); b = saver.best_epoch
+    probe = next((r for r in saver.rows if r.get('epoch') == 1), None)
+    if config.get('method') != 'finetune' or tta == 'none' or not b or b == 1 or probe is None or 'valid_loss_tta' not in probe: return
+    from defect_nb.core import load_image, preprocess, to_input
+    t = run_table(out, 'valid'); y = t.label.map(config['classes'].index).to_numpy(); pre = config['preprocess']
+    m = load_model(out, b).eval(); P = []
+    with torch.no_grad():
+        for i in range(0, len(t), 32):
+            x = to_input(np.stack([preprocess(load_image(f), pre['size'], pre['channels'], pre['clahe']) for f in t.image[i:i + 32]]), pre['mean'], pre['std'])
+            P.append(torch.softmax(m(torch.from_numpy(x)), 1).double().numpy())
+    P = np.concatenate(P); loss = float(-np.log(np.clip(P[np.arange(len(y)), y], 1e-15, 1)).mean())
+    keep = 1 if probe['valid_loss_tta'] <= loss else b
+    config['views_check'] = dict(tta=tta, probe_valid_loss=float(probe['valid_loss_tta']), probe_accuracy=float(probe['accuracy_tta']),
+                                 epoch=int(b), epoch_valid_loss=loss, epoch_accuracy=float((P.argmax(1) == y).mean()), kept=int(keep))
+    atomic_write(out/'best.pth', (out/f'epoch_{keep:02d}.pth').read_bytes())
+    if keep == 1: saver.best_epoch, saver.best = 1, float(probe['valid_loss'])
+    config.update(best_epoch=saver.best_epoch, best=saver.best)
+    atomic_write(out/'config.json', json.dumps(config, indent=2, default=str))
+    if progress: print(f"with test-time views {tta} on validation: the probe's loss {probe['valid_loss_tta']:.4f}, epoch {b}'s {loss:.4f}: "
+                       f"best.pth is epoch {keep}", flush=True)
 
 def suggest_lr(learn, # a Learner from `models.create_learner`
                show:bool=True, # draw fastai's loss-vs-learning-rate plot

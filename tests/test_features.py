@@ -59,13 +59,26 @@ def test_finetune_starts_from_the_head(table, tmp_path):
     r = train_classifier(table, method='finetune', size=48, bs=8, epochs=2, out=tmp_path / 'ft', num_workers=0, progress=False)
     h = pd.read_csv(r.path / 'history.csv')
     assert list(h.phase) == ['features', 'full', 'full'] and list_epochs(r.path) == [1, 2, 3]
-    assert r.best_epoch == int(h.epoch[h.valid_loss.idxmin()])
+    one_view = int(h.epoch[h.valid_loss.idxmin()]); vc = load_config(r.path).get('views_check')
+    assert (vc is not None) == (one_view != 1)                                          # hflip views: a fine-tuned winner meets the probe again
+    if vc: assert vc['epoch'] == one_view and vc['kept'] == (1 if vc['probe_valid_loss'] <= vc['epoch_valid_loss'] else one_view)
+    assert r.best_epoch == (vc['kept'] if vc else one_view)
+    assert (r.path / 'best.pth').read_bytes() == (r.path / f'epoch_{r.best_epoch:02d}.pth').read_bytes()
+    # the views check itself, on this run's last epoch as if it had won on one view
+    from types import SimpleNamespace
+    from defect_nb.train import _settle_views
+    cfg = load_config(r.path); cfg.pop('views_check', None)
+    sv = SimpleNamespace(rows=h.to_dict('records'), best_epoch=3, best=float(h.valid_loss[2]))
+    _settle_views(r.path, cfg, sv, False)
+    vc = cfg['views_check']; assert vc['epoch'] == 3 and vc['tta'] == 'hflip' and np.isfinite(vc['epoch_valid_loss'])
+    assert vc['kept'] == (1 if vc['probe_valid_loss'] <= vc['epoch_valid_loss'] else 3) == sv.best_epoch == load_config(r.path)['best_epoch']
+    assert (r.path / 'best.pth').read_bytes() == (r.path / f"epoch_{vc['kept']:02d}.pth").read_bytes()
     probe = torch.load(r.path / 'epoch_01.pth', weights_only=True); last = torch.load(r.path / 'epoch_03.pth', weights_only=True)
     assert not torch.equal(probe['head.weight'], last['head.weight'])                  # it trained from the head on
     assert any(not torch.equal(probe[k], last[k]) for k in probe if k.startswith('body.') and 'running' not in k and probe[k].is_floating_point())
     assert all(torch.equal(probe[k], last[k]) for k in probe if 'running_mean' in k)   # batch-norm statistics frozen
     # the probe's epoch-1 loss is on one view per image, as fastai validates the fine-tuning epochs (its hflip figure kept beside it)
-    from defect_nb.train import load_model, run_table, load_config
+    from defect_nb.train import run_table
     from defect_nb.evaluate import predict_images
     from defect_nb.core import load_image
     m = load_model(r.path, 1); m.tta = 'none'; va = run_table(r.path, 'valid'); classes = load_config(r.path)['classes']
