@@ -34,7 +34,10 @@ def finetune_row(name, run):
 
 
 def features_row(name):
-    r = json.loads((RESULTS / f'{name}.json').read_text())
+    for f in (RESULTS / f'{name}.json', RESULTS / f'{name}-features.json'):   # the head's results: the recipe's own file, or its -features file
+        r = json.loads(f.read_text()) if f.exists() else {}
+        if r.get('method') == 'features': break
+    else: sys.exit(f'no features results for {name} in {RESULTS}')
     keys = ['accuracy', 'accuracy_ci', 'binary_accuracy', 'binary_accuracy_ci', 'train_seconds', 'size', 'tta', 'n_test']
     return dict(method=r['method'], epochs='head', command=r['command'], **{k: r[k] for k in keys if k in r})
 
@@ -49,7 +52,7 @@ def markdown(res):
         for r in rows:
             vc = r.get('views_check'); chk = ''
             if vc: chk = f"{r['best_epoch']} (valid loss with views: head {vc['probe_valid_loss']:.4f}, epoch {vc['epoch']} {vc['epoch_valid_loss']:.4f})"
-            elif r['method'] == 'finetune': chk = str(r['best_epoch'])
+            elif r.get('best_epoch'): chk = str(r['best_epoch'])
             out.append(f"| {name} | {r['method']} ({r['epochs']}) | {r.get('size')} px, {r.get('tta')} | {pct(r['accuracy'])}{ci(r.get('accuracy_ci'))} "
                        f"| {pct(r.get('binary_accuracy'))}{ci(r.get('binary_accuracy_ci'))} | {r.get('train_seconds', 0):.0f} | {chk} |")
     out += ['', res['note'], '', f"Machine: {res['machine']['cores']} CPU cores, no GPU. Command: `{res['command']}`"]
@@ -70,7 +73,7 @@ def main():
     if not bench: sys.exit(f'no finished finetune run with test predictions under {a.work}')
     res = dict(name='finetune_check', question='Question: at each benchmark\'s own size and test-time views, does fine-tuning the whole network '
                                                'from the fitted head (method finetune, the head kept as epoch 1) beat the head alone (method features)?',
-               benchmarks=bench, note=a.note, command=' '.join(['python bench/finetune_check.py'] + sys.argv[1:]),
+               benchmarks=bench, note=a.note, command='python bench/finetune_check.py' + ('' if a.work == ap.get_default('work') else f' --work {a.work}') + (' --note TEXT' if a.note else ''),
                machine=dict(cpu=platform.machine(), cores=os.cpu_count(), torch=torch.__version__, python=platform.python_version(), gpu=None))
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     (out / 'finetune_check.json').write_text(json.dumps(res, indent=1, default=float))
