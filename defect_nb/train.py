@@ -19,7 +19,7 @@ import defect_nb
 from .core import runs_dir, set_seed, get_device, atomic_write, in_test
 from .data import load_table, make_split, classify_dls, segment_dls, masks_by_label
 from .models import create_learner, build_model, resolve_arch, ModelError
-from .features import fit_probe, recipe_for, CANDIDATES
+from .features import fit_probe, recipe_for, CANDIDATES, extract_features, _logloss
 
 # %% auto #0
 __all__ = ['METHODS', 'RunError', 'BlurNoise', 'augmentations', 'TileCrop', 'plot_history', 'RunSaver', 'save_state',
@@ -266,11 +266,10 @@ def _plot_sweep(rep, path):
 def _single_view(row, net, table, classes, backbone, size, clahe, pretrained, weights, bs):
     """The probe's validation loss and accuracy on one view per image, as the fine-tuning epochs are validated, so that
     `best.pth` compares like with like; the test-time-view figures stay in the row as `*_tta`."""
-    from defect_nb.features import extract_features
     va = table[table.split == 'valid']; y = va.label.map(classes.index).to_numpy()
     X = extract_features(list(va.image), backbone, size, 'none', clahe, bs=bs or 32, pretrained=pretrained, weights=weights, progress=False)
     with torch.no_grad(): p = torch.softmax(net.head(torch.from_numpy(X)), 1).double().numpy()
-    loss = float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-15, 1)).mean()); pred = p.argmax(1)
+    loss = _logloss(p, y, len(classes)); pred = p.argmax(1)
     from sklearn.metrics import balanced_accuracy_score
     return dict(row, valid_loss=loss, accuracy=float((pred == y).mean()), balanced_accuracy_score=float(balanced_accuracy_score(y, pred)),
                 valid_loss_tta=row['valid_loss'], accuracy_tta=row['accuracy'])
@@ -490,7 +489,7 @@ def _settle_views(out, config, saver, progress):
         for i in range(0, len(t), 32):
             x = to_input(np.stack([preprocess(load_image(f), pre['size'], pre['channels'], pre['clahe']) for f in t.image[i:i + 32]]), pre['mean'], pre['std'])
             P.append(torch.softmax(m(torch.from_numpy(x)), 1).double().numpy())
-    P = np.concatenate(P); loss = float(-np.log(np.clip(P[np.arange(len(y)), y], 1e-15, 1)).mean())
+    P = np.concatenate(P); loss = _logloss(P, y, len(config['classes']))
     keep = 1 if probe['valid_loss_tta'] <= loss else b
     config['views_check'] = dict(tta=tta, probe_valid_loss=float(probe['valid_loss_tta']), probe_accuracy=float(probe['accuracy_tta']),
                                  epoch=int(b), epoch_valid_loss=loss, epoch_accuracy=float((P.argmax(1) == y).mean()), kept=int(keep))
