@@ -84,7 +84,7 @@ def main():
         sup = dict(name=b['supervised_name'], value=s.get(b['supervised_key']), ci=s.get(b['supervised_key'] + '_ci'))
     r = dict(name=f'anomaly-{a.name}', title=b['title'], protocol=b['protocol'], smoke=a.smoke, machine=machine(),
              command='python bench/anomaly_bench.py ' + ' '.join(sys.argv[1:]), backbone=cfg['backbone'], size=cfg['preprocess']['size'], layers=cfg['layers'],
-             center=cfg.get('center', False), sigma=cfg['sigma'], coreset=cfg['coreset'], coreset_dim=cfg.get('coreset_dim'), bank_size=cfg['bank_size'], n_patches=cfg['n_patches'], dim=cfg['dim'], normal_class=b['normal'],
+             center=cfg.get('center', False), sigma=cfg['sigma'], global_term=cfg.get('global'), coreset=cfg['coreset'], coreset_dim=cfg.get('coreset_dim'), bank_size=cfg['bank_size'], n_patches=cfg['n_patches'], dim=cfg['dim'], normal_class=b['normal'],
              n_train_good=n_good, n_valid=int((table.split == 'valid').sum()), n_test=m['n'], n_test_defective=m['n_defective'],
              metrics={k: v for k, v in m.items() if k not in ('task',)}, threshold_source=json.loads((run.path / 'threshold.json').read_text())['source'],
              train_seconds=dict(sec, per_1000_good_images=round(sec['features'] * grow + core_1000, 1), per_1000_linear=round(1000 * train_s / max(1, n_good), 1)),
@@ -114,7 +114,10 @@ def markdown(r):
                                        ', '.join(f"{c} {v:.3f}" for c, v in m['per_class_auroc'].items()) + '.']
     t = r['train_seconds']; inf = r['inference_ms_b1']
     L += ['', f"Model: {r['backbone']}, {r['size']} px, layers {r['layers']}, {r['dim']}-dim patches{', centred per image' if r.get('center') else ''}, "
-              f"maps blurred with σ {r.get('sigma', 4):g} px; bank {r['bank_size']:,} of "
+              f"maps blurred with σ {r.get('sigma', 4):g} px; "
+              + (f"a global term (the Mahalanobis distance of stage {r['global_term']['stage']}'s pooled mean and std, {r['global_term']['dim']} dims, to the good "
+                 f"training images' Gaussian) added to each image's score, in map units by the ratio of interquartile ranges on {r['global_term']['reference']} ({r['global_term']['weight']:.3g}); " if r.get('global_term') else '')
+              + f"bank {r['bank_size']:,} of "
               f"{r['n_patches']:,} training patches (greedy coreset {r['coreset']:g}) from {r['n_train_good']} good images; threshold {f(m['threshold'])} "
               f"({r['threshold_source']}).",
           f"Training (feature extraction {t['features']:.0f} s + coreset {t['coreset']:.0f} s for {r['n_train_good']} images): {t['per_1000_good_images']:.0f} s per 1,000 good images "

@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 from .train import Run, RunError, prepare_run_dir, load_config, run_table, _save_split, _abs
 from .evaluate import Evaluation, threshold_table, best_threshold, threshold_note, bootstrap_ci, plot_gallery
 from .export import ExportError, BUNDLE_FORMAT, BUNDLE_VERSION, _check_bundle_dir
-from .inference import Predictor, BundleError, search_backend, bank_index, nn_distance, anomaly_maps, normalise, to_json
+from .inference import Predictor, BundleError, search_backend, bank_index, nn_distance, anomaly_maps, normalise, to_json, global_distance, anomaly_score
 
 # %% auto #0
 __all__ = ['AnomalyError', 'PatchFeatures', 'patch_features', 'greedy_coreset', 'coreset_size', 'check_normal_class',
@@ -36,7 +36,9 @@ class AnomalyError(ValueError):
     "An anomaly-detection request that does not fit the data: e.g. a normal class the dataset does not have (the message lists its classes)."
 
 class PatchFeatures(nn.Module):
-    "Mid-level patch features of a frozen timm backbone: each layer 3×3-average-pooled, upsampled to the first layer's grid, concatenated (optionally centred per image, optionally randomly projected)."
+    """Mid-level patch features of a frozen timm backbone: each layer 3×3-average-pooled, upsampled to the first layer's grid, concatenated
+    (optionally centred per image, optionally randomly projected); with `global_stage`, also a global descriptor of the whole image
+    (that stage's per-channel mean and standard deviation), returned beside the patches."""
     def __init__(self, backbone:str='efficientnet_lite0', # a timm name (offline ImageNet weights: efficientnet_lite0/1/2)
                  layers=(2, 3), # timm `out_indices`: 2 and 3 are strides 8 and 16 of EfficientNet-Lite
                  pretrained:bool=True, # ImageNet weights (as in `models.timm_backbone`)
@@ -44,12 +46,19 @@ class PatchFeatures(nn.Module):
                  proj_dim:int|None=None, # reduce the features to this many dimensions by a fixed Gaussian random projection; None: keep all
                  seed:int=0, # seeds the projection
                  center:bool=False, # subtract each image's mean patch feature (per channel): a tile's overall brightness and texture are not anomalies
+                 global_stage:int|None=None, # also return this stage's pooled mean and std per channel (4: the last, stride 32); None: patches only
                 ):
         super().__init__()
-        self.backbone, self.center = backbone, bool(center)
-        self.body = timm_backbone(backbone, pretrained, weights, features_only=True, out_indices=tuple(layers))
+        self.backbone, self.center, self.layers = backbone, bool(center), tuple(int(l) for l in layers)
+        self.global_stage = None if global_stage is None else int(global_stage)
+        idx = tuple(sorted(set(self.layers) | ({self.global_stage} if self.global_stage is not None else set())))
+        self.body = timm_backbone(backbone, pretrained, weights, features_only=True, out_indices=idx)
+        chans = self.body.feature_info.channels()
+        self._li = [idx.index(l) for l in self.layers]
+        self._gi = None if self.global_stage is None else idx.index(self.global_stage)
+        self.global_dim = 0 if self._gi is None else 2 * int(chans[self._gi])
         self.pool = nn.AvgPool2d(3, 1, 1)
-        self.in_dim = int(sum(self.body.feature_info.channels()))
+        self.in_dim = int(sum(chans[i] for i in self._li))
         if proj_dim:
             g = torch.Generator().manual_seed(seed)
             self.register_buffer('proj', torch.randn(proj_dim, self.in_dim, 1, 1, generator=g) / proj_dim ** 0.5)
@@ -57,11 +66,14 @@ class PatchFeatures(nn.Module):
         self.dim = int(proj_dim or self.in_dim)
         self.eval()
     def forward(self, x):
-        fs = [self.pool(f) for f in self.body(x)]
+        outs = self.body(x); fs = [self.pool(outs[i]) for i in self._li]
         h, w = fs[0].shape[-2:]
         z = torch.cat([fs[0]] + [F.interpolate(f, size=(h, w), mode='bilinear', align_corners=False) for f in fs[1:]], 1)
         if self.center: z = z - z.mean((2, 3), keepdim=True)
-        return z if self.proj is None else F.conv2d(z, self.proj)
+        z = z if self.proj is None else F.conv2d(z, self.proj)
+        if self._gi is None: return z
+        g = outs[self._gi]
+        return z, torch.cat([g.mean((2, 3)), g.std((2, 3), correction=int(g.shape[-1] * g.shape[-2] > 1))], 1)   # a 1×1 map (tiny input): std 0, not NaN
     def features(self, x):
         "The patch features (the name `features.FeatureExtractor` runs and exports)."
         return self(x)
@@ -81,12 +93,15 @@ def patch_features(model:PatchFeatures, # the extractor
                    progress:bool=True, # a progress bar over the batches
                    desc:str='patch features', # the progress bar's label (unused: `FeatureExtractor` names engine and size)
                    engine:str='auto', # 'onnx' (onnxruntime), 'torch', or 'auto': onnxruntime on a CPU from `features.ONNX_MIN` images
-                  ) -> np.ndarray: # float32 N×D×h×w
+                  ): # float32 N×D×h×w; with a `global_stage`, a pair (patches, N×G global descriptors)
     "Patch features of image files, read and preprocessed exactly as the Predictor does, by `features.FeatureExtractor`'s machinery (no second copy)."
     paths = [str(p) for p in paths]
-    if not paths: return np.zeros((0, model.dim, 1, 1), np.float32)
+    if not paths:
+        z = np.zeros((0, model.dim, 1, 1), np.float32)
+        return z if model.global_stage is None else (z, np.zeros((0, model.global_dim), np.float32))
     fx = _extractor(model, size, bs, engine if engine != 'auto' else ('onnx' if len(paths) >= ONNX_MIN else 'torch'))
-    return fx.compute(paths, progress).astype(np.float32, copy=False)
+    r = fx.compute(paths, progress)
+    return tuple(a.astype(np.float32, copy=False) for a in r) if isinstance(r, tuple) else r.astype(np.float32, copy=False)
 
 
 # %% ../nbs/12_anomaly.ipynb #529024d5
@@ -165,6 +180,7 @@ def train_anomaly(data, # a split table, a dataset path, or 'elpv'
                   center:bool=True, # subtract each image's mean patch feature (`PatchFeatures`)
                   coreset_dim:int=32, # the greedy coreset measures distances on a projection to this many dims
                   sigma:float=8., # Gaussian blur of the maps, pixels
+                  global_stage:int|None=4, # a Gaussian of this stage's pooled features (Rippel et al. 2020) adds to the image score, for anomalies of a whole image's texture; None: PatchCore alone
                   cost_fn:float=10., # cost of a missed defect (threshold)
                   cost_fp:float=1., # cost of a false alarm (threshold)
                   defect_rate:float|None=None, # share of defective parts expected on the line (threshold); None: the validation split's own share
@@ -186,11 +202,17 @@ def train_anomaly(data, # a split table, a dataset path, or 'elpv'
     say = print if progress else (lambda *a, **k: None)
     out = prepare_run_dir(out or runs_dir()/f"anomaly-{table.attrs.get('source', 'table')}", overwrite)
     split_file = _save_split(table, out)
-    model = PatchFeatures(backbone, layers, proj_dim=proj_dim, seed=seed, center=center)
     good = table[(table.split == 'train') & (table.label == normal_class)]
+    if global_stage is not None and len(good) < 2: say("one good training image: no global term (its Gaussian needs two)"); global_stage = None
+    model = PatchFeatures(backbone, layers, proj_dim=proj_dim, seed=seed, center=center, global_stage=global_stage)
     say(f"memory bank from {len(good)} {normal_class!r} training images ({backbone}, {size} px, layers {list(layers)})")
     t0 = time.perf_counter(); f = patch_features(model, list(good.image), size, bs, progress, 'train features')
     t_feat = time.perf_counter() - t0
+    if global_stage is not None:                        # the good parts' Gaussian: mean and a Ledoit-Wolf shrunk covariance (fewer images than dims)
+        from sklearn.covariance import LedoitWolf
+        f, g = f; lw = LedoitWolf().fit(g.astype(np.float64))
+        model.gauss = dict(mean=lw.location_.astype(np.float32), precision=lw.precision_.astype(np.float32), weight=0., centre=0.)
+        np.save(out/'global_mean.npy', model.gauss['mean'], allow_pickle=False); np.save(out/'global_precision.npy', model.gauss['precision'], allow_pickle=False)
     n, d, h, w = f.shape; X = f.transpose(0, 2, 3, 1).reshape(-1, d); del f
     k = coreset_size(coreset, len(X))
     say(f"greedy coreset: {k:,} of {len(X):,} patches ({d} dims)")
@@ -199,8 +221,16 @@ def train_anomaly(data, # a split table, a dataset path, or 'elpv'
     np.save(out/'bank.npy', bank, allow_pickle=False)
     index = bank_index(bank, search)
     va = table[table.split == 'valid']
-    vmaps = _maps(model, index, list(va.image), size, sigma, bs, progress, 'valid features')
-    raw = image_scores(vmaps); bad = (va.label != normal_class).to_numpy()
+    vmaps, vg = _maps(model, index, list(va.image), size, sigma, bs, progress, 'valid features')
+    bad = (va.label != normal_class).to_numpy(); glob = None
+    if vg is not None:                                  # the global term in map units: IQR of good maxima / IQR of good global distances
+        ref = ~bad if (~bad).sum() >= 4 else np.ones(len(bad), bool)
+        iqr = lambda s: float(np.subtract(*np.percentile(s, [75, 25]))) if len(s) else 0.
+        weight = iqr(image_scores(vmaps)[ref]) / max(iqr(vg[ref]), 1e-12); centre = float(np.median(vg[ref])) if ref.any() else 0.
+        model.gauss.update(weight=weight, centre=centre)
+        glob = dict(stage=global_stage, dim=int(model.global_dim), weight=weight, centre=centre, mean='global_mean.npy', precision='global_precision.npy',
+                    n_images=int(len(good)), reference=f"{int(ref.sum())} {'good ' if (~bad).sum() >= 4 else ''}validation images")
+    raw = _scores(model, vmaps, vg)
     ref = raw[~bad] if (~bad).any() else raw
     scale = float(max(np.median(ref), 1e-6)) if len(ref) else 1.
     thr = _choose_threshold(normalise(raw, scale), bad, cost_fn, cost_fp, defect_rate)
@@ -210,6 +240,7 @@ def train_anomaly(data, # a split table, a dataset path, or 'elpv'
     if thr['table'] is not None: thr['table'].to_csv(out/'threshold_table.csv', index=False)
     config = dict(task='anomaly', arch=f'patchcore-{backbone}', method='patchcore', classes=[normal_class, 'anomalous'], normal_class=normal_class,
                   backbone=backbone, weights=weights_id(backbone), layers=list(layers), proj_dim=proj_dim, center=bool(center), dim=int(d), grid=[int(h), int(w)], sigma=sigma,
+                  **{'global': glob},
                   coreset=coreset, coreset_dim=coreset_dim, bank='bank.npy', bank_size=int(len(bank)), n_patches=int(n * h * w),
                   n_train_images=int(n), score_scale=scale, search=search_backend(search),
                   preprocess=dict(size=size, channels=3, clahe=False, mean=IMAGENET_STATS[0], std=IMAGENET_STATS[1]),
@@ -222,14 +253,25 @@ def train_anomaly(data, # a split table, a dataset path, or 'elpv'
     say(f"bank {len(bank):,}×{d}, threshold {thr['threshold']:.3f} ({thr['source']}); {config['seconds']['total']:.0f} s")
     return Run(out, config=config)
 
+def _scores(model, maps, gdist):
+    "Raw image scores (`inference.anomaly_score`): the maps' maxima, plus the model's global term when it has one."
+    g = getattr(model, 'gauss', None)
+    return anomaly_score(maps, gdist, g['weight'], g['centre']) if g is not None and gdist is not None else anomaly_score(maps)
+
 def _maps(model, index, paths, size, sigma, bs, progress, desc, engine='auto'):
-    "Raw anomaly maps of image files (`patch_features`, the Predictor's search and map)."
-    out = []
+    """Raw anomaly maps of image files (`patch_features`, the Predictor's search and map) and their global distances
+    (None without a global term)."""
+    out, gd, g = [], [], getattr(model, 'gauss', None)
     if engine == 'auto': engine = 'onnx' if len(paths) >= ONNX_MIN else 'torch'
     for i in range(0, len(paths), 256):                       # bounded memory: features of 256 images at a time
         f = patch_features(model, paths[i:i + 256], size, bs, progress, desc, engine)
+        if isinstance(f, tuple):
+            f, gf = f
+            if g is not None: gd.append(global_distance(gf, g['mean'], g['precision']))
         out.append(anomaly_maps(f, index, size, sigma))
-    return np.concatenate(out) if out else np.zeros((0, size, size), np.float32)
+    maps = np.concatenate(out) if out else np.zeros((0, size, size), np.float32)
+    gdist = (np.concatenate(gd) if gd else np.zeros(0, np.float32)) if g is not None and model.global_stage is not None else None
+    return maps, gdist
 
 def run_rows(run, # an anomaly run folder
              split:str='test', # 'train', 'valid' or 'test'
@@ -247,17 +289,23 @@ def load_anomaly(run, # an anomaly run folder
     "A run's feature extractor, memory-bank index and config."
     cfg = load_config(run)
     if cfg.get('task') != 'anomaly': raise RunError(f"{run} is a {cfg.get('task')} run, not an anomaly run")
-    model = PatchFeatures(cfg['backbone'], cfg['layers'], proj_dim=cfg['proj_dim'], seed=cfg['seed'], center=cfg.get('center', False))
+    glob = cfg.get('global')
+    model = PatchFeatures(cfg['backbone'], cfg['layers'], proj_dim=cfg['proj_dim'], seed=cfg['seed'], center=cfg.get('center', False),
+                          global_stage=glob['stage'] if glob else None)
+    if glob: model.gauss = dict(mean=np.load(Path(run)/glob['mean'], allow_pickle=False), precision=np.load(Path(run)/glob['precision'], allow_pickle=False),
+                                weight=glob['weight'], centre=glob['centre'])
     return model, bank_index(np.load(Path(run)/cfg['bank'], allow_pickle=False), search), cfg
 
 def run_maps(run, # an anomaly run folder
              paths:list, # image files
              progress:bool=False, # a progress bar
              search:str='numpy', # nearest-neighbour backend: 'numpy' or 'faiss'
-            ) -> np.ndarray: # raw maps N×size×size
-    "Anomaly maps of images by a run (PyTorch features): the reference the exported bundle is checked against."
+             scores:bool=False, # also return the raw image scores (`inference.anomaly_score`, with the run's global term)
+            ): # raw maps N×size×size; with `scores`, (maps, N raw scores)
+    "Anomaly maps (and image scores) of images by a run (PyTorch features): the reference the exported bundle is checked against."
     model, index, cfg = load_anomaly(run, search)
-    return _maps(model, index, [str(p) for p in paths], cfg['preprocess']['size'], cfg['sigma'], cfg['bs'], progress, 'features', 'torch')
+    maps, gd = _maps(model, index, [str(p) for p in paths], cfg['preprocess']['size'], cfg['sigma'], cfg['bs'], progress, 'features', 'torch')
+    return (maps, _scores(model, maps, gd)) if scores else maps
 
 # %% ../nbs/12_anomaly.ipynb #9ad24fcc
 def pro_score(maps:np.ndarray, # N×H×W anomaly maps (any monotonic scale)
@@ -314,10 +362,10 @@ def evaluate_anomaly(run, # an anomaly run folder
     "Image AUROC (with a bootstrap interval), pixel AUROC and PRO where masks exist, the run's threshold applied, galleries of maps."
     run = Path(run); model, index, cfg = load_anomaly(run, search)
     rows = run_rows(run, split).reset_index(drop=True); size = cfg['preprocess']['size']
-    raw = _maps(model, index, list(rows.image), size, cfg['sigma'], cfg['bs'], progress, f'{split} features')
-    maps = normalise(raw, cfg['score_scale']); s = image_scores(maps)
+    raw, gd = _maps(model, index, list(rows.image), size, cfg['sigma'], cfg['bs'], progress, f'{split} features')
+    maps = normalise(raw, cfg['score_scale']); raw_s = _scores(model, raw, gd); s = normalise(raw_s, cfg['score_scale'])
     bad = (rows.label != cfg['normal_class']).to_numpy(); t = float(cfg['threshold'])
-    rows = rows.assign(defect_score=s, score=image_scores(raw), defective=bad, called=s >= t)
+    rows = rows.assign(defect_score=s, score=raw_s, defective=bad, called=s >= t)
     m = dict(task='anomaly', split=split, n=int(len(rows)), n_defective=int(bad.sum()), threshold=t, bank_size=cfg['bank_size'],
              recall=float(rows[bad].called.mean()) if bad.any() else None,
              false_alarm_rate=float(rows[~bad].called.mean()) if (~bad).any() else None, accuracy=float((rows.called == bad).mean()))
@@ -365,15 +413,20 @@ def export_anomaly(run, # an anomaly run folder
         onnx.checker.check_model(str(tmp/'model.onnx'))
         shutil.copyfile(run/cfg['bank'], tmp/'bank.npy')
         files = ['model.onnx', 'bank.npy']
+        glob = cfg.get('global')
+        if glob:
+            for k in ('mean', 'precision'): shutil.copyfile(run/glob[k], tmp/glob[k]); files.append(glob[k])
         thr = json.loads((run/'threshold.json').read_text())
         met = json.loads((run/'metrics.json').read_text()) if (run/'metrics.json').exists() else {}
         meta = dict(format=BUNDLE_FORMAT, version=BUNDLE_VERSION, task='anomaly', classes=cfg['classes'], arch=cfg['arch'], params=None,
                     input=dict(name='input', layout='NCHW', dtype='float32', size=size, channels=3, clahe=False, mean=pre['mean'], std=pre['std'],
                                resize='cv2: INTER_AREA to shrink, INTER_LINEAR to enlarge; gray repeated to 3 channels'),
-                    output=dict(name='features', kind='patch features', shape=f"N×{cfg['dim']}×{cfg['grid'][0]}×{cfg['grid'][1]}"),
+                    output=dict(name='features', kind='patch features', shape=f"N×{cfg['dim']}×{cfg['grid'][0]}×{cfg['grid'][1]}",
+                                **(dict(global_output='features_1', global_shape=f"N×{glob['dim']}") if glob else {})),
                     anomaly=dict(bank='bank.npy', bank_size=cfg['bank_size'], dim=cfg['dim'], sigma=cfg['sigma'], score_scale=cfg['score_scale'],
-                                 score='max of the map; map = nearest-neighbour patch distance, upsampled and blurred; normalised d / (d + score_scale)',
-                                 backbone=cfg['backbone'], layers=cfg['layers'], search='exact L2 (numpy; faiss IndexFlatL2 on request)'),
+                                 score='max of the map (+ the global term, when there is one); map = nearest-neighbour patch distance, upsampled and blurred; normalised d / (d + score_scale)',
+                                 backbone=cfg['backbone'], layers=cfg['layers'], search='exact L2 (numpy; faiss IndexFlatL2 on request)',
+                                 **{'global': dict(glob, what='score = max(map max + weight × (Mahalanobis distance of the global descriptor to the good parts\' Gaussian − centre), 0)') if glob else None}),
                     threshold=thr['threshold'], threshold_source=thr['source'], negative_class=cfg['normal_class'],
                     metrics={k: v for k, v in met.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)},
                     quantization=None, default_variant='fp32', default_reason='anomaly bundles are FP32 (the map is a distance, not a class)',
@@ -385,10 +438,11 @@ def export_anomaly(run, # an anomaly run folder
         atomic_write(tmp/'bundle.json', json.dumps(meta, indent=2))
         p = Predictor.load(tmp)
         imgs = [load_image(x) for x in paths]
-        ref = normalise(_maps(model, index, paths, size, cfg['sigma'], cfg['bs'], False, '', 'torch'), cfg['score_scale'])
-        got = p.probabilities(imgs)
-        diff = float(np.abs(ref - got).max()) if len(imgs) else 0.
-        agree = float(np.mean((image_scores(ref) >= meta['threshold']) == (image_scores(got) >= meta['threshold']))) if len(imgs) else 1.
+        rm, gd = _maps(model, index, paths, size, cfg['sigma'], cfg['bs'], False, '', 'torch')
+        ref, ref_s = normalise(rm, cfg['score_scale']), normalise(_scores(model, rm, gd), cfg['score_scale'])
+        got, got_s = p.anomaly(imgs) if len(imgs) else (ref, ref_s)
+        diff = float(max(np.abs(ref - got).max(), np.abs(ref_s - got_s).max())) if len(imgs) else 0.
+        agree = float(np.mean((ref_s >= meta['threshold']) == (got_s >= meta['threshold']))) if len(imgs) else 1.
         if diff > atol: raise ExportError(f"the bundle's maps disagree with PyTorch's on {len(imgs)} images: max |Δ| {diff:.2e} (allowed {atol:.0e})")
         ts = []
         for im in (imgs * speed_n)[:speed_n + 1]:
@@ -396,7 +450,7 @@ def export_anomaly(run, # an anomaly run folder
         ts = ts[1:] or ts
         meta['parity'] = dict(n_images=len(imgs), max_abs_diff=diff, verdict_agreement=agree)
         meta['report'] = dict(onnx_fp32=dict(b1_p50_ms=1000 * float(np.median(ts)) if ts else None, b1_p95_ms=1000 * float(np.percentile(ts, 95)) if ts else None,
-                                             mb=(os.path.getsize(tmp/'model.onnx') + os.path.getsize(tmp/'bank.npy')) / 2**20, n_timed=len(ts)))
+                                             mb=sum(os.path.getsize(tmp/f) for f in files) / 2**20, n_timed=len(ts)))
         atomic_write(tmp/'bundle.json', json.dumps(meta, indent=2))
         if out.exists(): shutil.rmtree(out)
         out.parent.mkdir(parents=True, exist_ok=True); os.replace(tmp, out)

@@ -135,6 +135,7 @@ def _fmt_metrics(row:dict) -> str:
                             help='classify (default), segment, or anomaly: a PatchCore memory bank from good parts only (--normal-class)')),
             (['--normal-class'], dict(default='ok', help="anomaly: the label of good parts, the only images the memory bank sees (default 'ok')")),
             (['--coreset'], dict(type=float, help='anomaly: memory-bank size, a fraction of training patches (≤ 1) or a number of rows (default: train_anomaly\'s, 0.005)')),
+            (['--no-global'], dict(action='store_true', help="anomaly: score by the PatchCore map alone, without the global term (the distance of the image's pooled features from the good parts' Gaussian)")),
             (['--data'], dict(help="dataset folder, CSV, or 'elpv' (required unless --resume)")),
             (['--resume'], dict(metavar='RUN', help='continue the interrupted run folder RUN with its own settings and data')),
             (['--source'], dict(choices=['synth', 'folder', 'voc', 'masks', 'csv', 'elpv'], help='layout of --data (default: detected)')),
@@ -196,6 +197,7 @@ def train_cmd(a, # the parsed command line of `defect-nb train`
 def _train_anomaly(a):
     from defect_nb.anomaly import train_anomaly
     r = train_anomaly(a.data, a.normal_class, out=a.out, backbone=a.arch or 'efficientnet_lite0', **{k: v for k, v in dict(size=a.size, coreset=a.coreset).items() if v is not None},
+                      **(dict(global_stage=None) if a.no_global else {}),
                       seed=a.seed, bs=a.bs or 16, source=a.source, valid_pct=a.valid_pct, test_pct=a.test_pct, split_file=a.split_file,
                       labels=a.labels, overwrite=a.overwrite, progress=not a.json, defect_rate=a.defect_rate)
     c = r.config

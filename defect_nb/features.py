@@ -75,12 +75,16 @@ def features_onnx(net:ProbeNet, # the backbone (its head is not exported)
                   size:int, # input side, pixels
                   path, # the .onnx file to write
                  ) -> Path:
-    "Export `net.features` (pooled features, test-time views averaged) to ONNX: input `input` N×3×size×size, output `features`."
+    """Export `net.features` (pooled features, test-time views averaged) to ONNX: input `input` N×3×size×size, output `features`
+    (a `net` whose `features` returns a tuple, as `anomaly.PatchFeatures` with a global descriptor does: outputs `features`, `features_1`, …)."""
     import warnings; path = Path(path); tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+    m, x = _Features(net).eval().cpu(), torch.zeros(1, 3, size, size)
+    with torch.no_grad(): y = m(x)
+    names = ['features'] + [f'features_{i}' for i in range(1, 1 if torch.is_tensor(y) else len(y))]
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        torch.onnx.export(_Features(net).eval().cpu(), torch.zeros(1, 3, size, size), str(tmp), input_names=['input'], output_names=['features'],
-                          dynamic_axes={'input': {0: 'batch'}, 'features': {0: 'batch'}}, opset_version=17, dynamo=False)
+        torch.onnx.export(m, x, str(tmp), input_names=['input'], output_names=names,
+                          dynamic_axes={'input': {0: 'batch'}, **{k: {0: 'batch'} for k in names}}, opset_version=17, dynamo=False)
     os.replace(tmp, path); return path
 
 def _image_key(path) -> str:
@@ -131,11 +135,12 @@ class FeatureExtractor:
             self._sess = ort.InferenceSession(str(path), so, providers=['CPUExecutionProvider'])
         return self._sess
     def compute(self, paths:list, progress:bool=True) -> np.ndarray:
-        "Features of image files, computed now (no cache): N×F, or N×D×h×w for a patch-feature `net`."
+        "Features of image files, computed now (no cache): N×F, or N×D×h×w for a patch-feature `net` (a tuple of arrays when `net.features` returns a tuple)."
         def read(p): return preprocess(load_image(p), self.size, 3, self.clahe)
         out = []; onnx = self._use_onnx(len(paths))
-        run = (lambda x: self.session().run(None, {'input': x})[0]) if onnx else \
-              (lambda x: self.net.features(torch.from_numpy(x).to(self.device)).float().cpu().numpy())
+        def as_list(y): return [y] if torch.is_tensor(y) else list(y)
+        run = (lambda x: self.session().run(None, {'input': x})) if onnx else \
+              (lambda x: [t.float().cpu().numpy() for t in as_list(self.net.features(torch.from_numpy(x).to(self.device)))])
         with ThreadPoolExecutor(2) as pool, torch.inference_mode():
             batches = [paths[i:i + self.bs] for i in range(0, len(paths), self.bs)]
             it = pool.map(lambda b: list(map(read, b)), batches)
@@ -143,7 +148,9 @@ class FeatureExtractor:
             for imgs in tqdm(it, total=len(batches), disable=not progress, desc=desc, unit='batch'):
                 out.append(run(to_input(np.stack(imgs), *IMAGENET_STATS)))
         self.stats['engine'] = 'onnxruntime' if onnx else 'torch'
-        return np.concatenate(out) if out else np.zeros((0, self.net.body.num_features), np.float32)
+        if not out: return np.zeros((0, self.net.body.num_features), np.float32)
+        cat = [np.concatenate(o) for o in zip(*out)]
+        return cat[0] if len(cat) == 1 else tuple(cat)
     def __call__(self, paths:list, # image files
                  progress:bool=True, # a progress bar over the batches to compute
                 ) -> np.ndarray: # float32 N×F

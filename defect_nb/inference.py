@@ -13,8 +13,8 @@ from .core import load_image, preprocess, to_input, sha256, ImageError, _IMG_EXT
 
 # %% auto #0
 __all__ = ['BundleError', 'read_bundle', 'rle_encode', 'rle_decode', 'mask_boxes', 'search_backend', 'bank_index', 'nn_distance',
-           'patch_map', 'anomaly_maps', 'normalise', 'Predictor', 'predict', 'predict_batch', 'predict_folder',
-           'to_json', 'bundle_info']
+           'patch_map', 'anomaly_maps', 'normalise', 'global_distance', 'anomaly_score', 'Predictor', 'predict',
+           'predict_batch', 'predict_folder', 'to_json', 'bundle_info']
 
 # %% ../nbs/08_inference.ipynb #53e70ebf
 class BundleError(ValueError):
@@ -132,6 +132,25 @@ def normalise(raw, # raw anomaly scores or maps (distances, ≥ 0)
     raw = np.maximum(np.asarray(raw, np.float32), 0)
     return raw / (raw + np.float32(scale))
 
+def global_distance(g:np.ndarray, # N×G global descriptors of images (the bundle's second ONNX output)
+                    mean:np.ndarray, # G: the good parts' mean descriptor
+                    precision:np.ndarray, # G×G: the inverse of their (shrunk) covariance
+                   ) -> np.ndarray: # N Mahalanobis distances
+    "How far each image's global descriptor lies from the good parts' Gaussian (Rippel et al. 2020): texture and brightness anomalies that no single patch shows."
+    d = np.asarray(g, np.float64) - np.asarray(mean, np.float64)
+    return np.sqrt(np.maximum(np.einsum('ij,jk,ik->i', d, np.asarray(precision, np.float64), d), 0)).astype(np.float32)
+
+def anomaly_score(maps:np.ndarray, # N×H×W raw anomaly maps (patch distances)
+                  gdist=None, # N global distances (`global_distance`), or None: the map's maximum alone
+                  weight:float=0., # map units per unit of global distance (the run's: IQR of good parts' map maxima / IQR of their global distances)
+                  centre:float=0., # the good parts' median global distance
+                 ) -> np.ndarray: # N raw image scores (≥ 0)
+    """The image score: the map's maximum, plus weight·(g − centre) when the run has a global term, floored at 0; up to scale, the
+    sum of the two scores standardised on good validation images. The map itself stays the patches' own, for locating the defect."""
+    s = maps.reshape(len(maps), -1).max(1) if len(maps) else np.zeros(0, np.float32)
+    if gdist is None or not weight: return s
+    return np.maximum(s + np.float32(weight) * (np.asarray(gdist, np.float32) - np.float32(centre)), 0)
+
 # %% ../nbs/08_inference.ipynb #ee198b34
 class Predictor:
     "Predictions of a bundle with onnxruntime: one image, a batch, or a folder."
@@ -158,6 +177,16 @@ class Predictor:
         if bank.ndim != 2 or bank.shape != (a.get('bank_size'), a.get('dim')):
             raise BundleError(f"{name} in {self.dir} has shape {bank.shape}; bundle.json says {a.get('bank_size')}×{a.get('dim')}")
         self.bank, self.index = bank.astype(np.float32, copy=False), bank_index(bank, search)
+        self.gauss = None
+        if g := a.get('global'):                                    # the good parts' Gaussian of global descriptors (optional)
+            arrs = {}
+            for k, shape in (('mean', (g.get('dim'),)), ('precision', (g.get('dim'), g.get('dim')))):
+                f = g.get(k)
+                if not f or f not in self.meta['files']: raise BundleError(f"{self.dir} is an anomaly bundle whose global term has no {k} file listed in bundle.json")
+                try: arrs[k] = np.load(self.dir/f, allow_pickle=False)
+                except (ValueError, OSError) as e: raise BundleError(f"{f} in {self.dir} is not a plain .npy array: {str(e)[:200]}") from None
+                if arrs[k].shape != shape: raise BundleError(f"{f} in {self.dir} has shape {arrs[k].shape}; bundle.json says {shape}")
+            self.gauss = dict(arrs, weight=float(g['weight']), centre=float(g['centre']))
 
     @classmethod
     def load(cls, bundle_dir, # a folder written by `export_bundle`
@@ -189,15 +218,21 @@ class Predictor:
     def probabilities(self, images:list) -> np.ndarray:
         "Raw probabilities: N×C (classifier) or N×C×H×W (segmenter, at the model's size); anomaly: N×H×W maps in [0, 1) (`normalise`d)."
         name = self.inp.get('name', 'input'); run = lambda x: self.session.run(None, {name: x})[0]
+        if self.task == 'anomaly': return self.anomaly(images)[0]
         if self.inp.get('size') is None and images:                # native resolution: each image at its own size,
             side = self.inp.get('max_side') or NATIVE_MAX_SIDE        # larger ones in overlapping windows (`core.predict_windows`)
             if len(images) > 1 and (len({im.shape[:2] for im in images}) > 1 or max(images[0].shape[:2]) > side):
                 return [self.probabilities([im])[0] for im in images]
             if max(images[0].shape[:2]) > side: return predict_windows(run, self.inputs(images), side, self.inp.get('overlap'))
-        out = run(self.inputs(images))
-        if self.task != 'anomaly': return out
-        a = self.meta['anomaly']
-        return normalise(anomaly_maps(out, self.index, self.inp['size'], a['sigma']), a['score_scale'])
+        return run(self.inputs(images))
+
+    def anomaly(self, images:list) -> tuple:
+        "Anomaly bundles: the maps (N×H×W in [0, 1), patch distances `normalise`d) and the image scores (N in [0, 1), `anomaly_score` normalised the same way)."
+        a, outs = self.meta['anomaly'], self.session.run(None, {self.inp.get('name', 'input'): self.inputs(images)})
+        raw = anomaly_maps(outs[0], self.index, self.inp['size'], a['sigma'])
+        g = self.gauss
+        s = anomaly_score(raw, global_distance(outs[1], g['mean'], g['precision']), g['weight'], g['centre']) if g else anomaly_score(raw)
+        return normalise(raw, a['score_scale']), normalise(s, a['score_scale'])
 
 # %% ../nbs/08_inference.ipynb #8c2aa952
 def _result(self, img:np.ndarray, p:np.ndarray, filename:str, threshold:float|None, min_area:int|None) -> dict:
@@ -209,9 +244,9 @@ def _result(self, img:np.ndarray, p:np.ndarray, filename:str, threshold:float|No
         return dict(filename=filename, prediction=self.classes[k], confidence=float(p[k]),
                     probabilities={c: float(v) for c, v in zip(self.classes, p)},
                     defect_score=defect, defective=(defect >= t) if defect is not None else True, threshold=t if defect is not None else None)
-    if self.task == 'anomaly':                                     # p: the map in [0, 1) at the model's size
-        s = float(p.max()); h, w = img.shape[:2]; defective = s >= t
-        amap = cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR); mask = (amap >= t).astype(np.uint8)
+    if self.task == 'anomaly':                                     # p: (the map in [0, 1) at the model's size, the image score)
+        p, s = p; s = float(s); h, w = img.shape[:2]; defective = s >= t
+        amap = cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR); mask = ((amap >= t) & defective).astype(np.uint8)   # a part that passes shows no region
         a = self.meta['anomaly']; area = int(mask.sum())
         return dict(filename=filename, prediction=self.classes[1] if defective else self.classes[0], confidence=s if defective else 1 - s,
                     probabilities={self.classes[0]: 1 - s, self.classes[1]: s}, defect_score=s, score=float(a['score_scale'] * s / max(1 - s, 1e-12)),
@@ -234,6 +269,7 @@ def predict(self, image, # a path, bytes, file object or uint8 array
     "Predict one image: class, confidence, probabilities, defective, threshold (and mask, area, boxes for segmenters; and the map for anomaly bundles)."
     img = image if isinstance(image, np.ndarray) else load_image(image, name=filename)
     name = filename or (Path(str(image)).name if isinstance(image, (str, os.PathLike)) else '<array>' if isinstance(image, np.ndarray) else '<bytes>')
+    if self.task == 'anomaly': m, s = self.anomaly([img]); return _result(self, img, (m[0], s[0]), name, threshold, min_area)
     return _result(self, img, self.probabilities([img])[0], name, threshold, min_area)
 
 def predict_batch(self, images:list, # uint8 arrays, paths or bytes
@@ -244,7 +280,7 @@ def predict_batch(self, images:list, # uint8 arrays, paths or bytes
     "Predict a list of images (arrays, paths or bytes) in one onnxruntime call."
     imgs = [im if isinstance(im, np.ndarray) else load_image(im) for im in images]
     names = filenames or [Path(str(im)).name if isinstance(im, (str, os.PathLike)) else f'<{i}>' for i, im in enumerate(images)]
-    probs = self.probabilities(imgs) if imgs else []
+    probs = (list(zip(*self.anomaly(imgs))) if self.task == 'anomaly' else self.probabilities(imgs)) if imgs else []
     return [_result(self, im, p, n, threshold, min_area) for im, p, n in zip(imgs, probs, names)]
 
 def predict_folder(self, folder, # a folder of images (searched recursively)

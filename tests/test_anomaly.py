@@ -57,6 +57,43 @@ def test_patch_features_onnx_matches_torch_and_centering(synth_small):
     assert np.allclose(plain - plain.mean((2, 3), keepdims=True), a, atol=1e-4)
 
 
+def test_global_descriptor_onnx_matches_torch(synth_small):
+    "With a global stage the extractor has two outputs, patches and the stage's pooled mean and std, the same in onnxruntime and PyTorch."
+    import torch
+    from defect_nb.anomaly import PatchFeatures, patch_features
+    from defect_nb.data import load_table
+    paths = [str(p) for p in load_table(synth_small).image[:3]]
+    m = PatchFeatures(center=True, global_stage=4)
+    (za, ga), (zb, gb) = [patch_features(m, paths, 64, bs=2, progress=False, engine=e) for e in ('torch', 'onnx')]
+    assert za.shape == (3, 152, 8, 8) and ga.shape == (3, m.global_dim) == (3, 640)
+    assert np.abs(za - zb).max() < 1e-3 and np.abs(ga - gb).max() < 1e-3 * max(1, np.abs(ga).max())
+    assert np.allclose(za, patch_features(PatchFeatures(center=True), paths, 64, progress=False, engine='torch'), atol=1e-5)   # the patches are unchanged
+    with torch.no_grad(): f = m.body(torch.zeros(1, 3, 64, 64))[-1]
+    assert ga.shape[1] == 2 * f.shape[1]
+
+
+def test_global_term_adds_to_the_image_score(anomaly_run):
+    "The run keeps the good parts' Gaussian and the weight that puts the global distance in map units; the score is max(map max + weight·(g − centre), 0), the map stays the patches'."
+    from defect_nb.inference import anomaly_score, global_distance
+    from defect_nb.anomaly import load_anomaly, _maps, run_maps
+    from defect_nb.train import run_table
+    d, run, meta = anomaly_run
+    g = run.config['global']
+    assert g['stage'] == 4 and g['weight'] > 0 and g['dim'] == 640 and meta['anomaly']['global']['weight'] == g['weight']
+    mean, prec = np.load(run.path / g['mean']), np.load(run.path / g['precision'])
+    assert mean.shape == (640,) and prec.shape == (640, 640) and np.allclose(prec, prec.T, atol=1e-3 * np.abs(prec).max())
+    assert global_distance(mean[None], mean, prec)[0] == pytest.approx(0, abs=1e-3)
+    maps = np.zeros((3, 4, 4), np.float32); maps[:, 1, 2] = 1.0
+    assert np.allclose(anomaly_score(maps), 1) and np.allclose(anomaly_score(maps, None, 0.5, 1.0), 1)
+    assert np.allclose(anomaly_score(maps, np.array([3., 1., -10.]), 0.5, 1.0), [2., 1., 0.])    # floored at 0
+    model, index, cfg = load_anomaly(run.path)
+    rows = run_table(run.path, 'test').image[:3].tolist()
+    patch, gd = _maps(model, index, rows, 64, cfg['sigma'], 8, False, '', 'torch')
+    m, s = run_maps(run.path, rows, scores=True)
+    assert np.allclose(m, patch) and np.allclose(s, np.maximum(patch.reshape(3, -1).max(1) + g['weight'] * (gd - g['centre']), 0), atol=1e-5)
+    assert not np.allclose(s, patch.reshape(3, -1).max(1))                          # the global term moved the scores
+
+
 def test_unknown_normal_class_is_a_clear_error(synth_small, tmp_path):
     from defect_nb.anomaly import train_anomaly, AnomalyError
     with pytest.raises(AnomalyError) as e: train_anomaly(synth_small, 'good', out=tmp_path / 'r', size=64, progress=False)
@@ -81,14 +118,17 @@ def test_predictor_map_matches_pytorch(anomaly_run):
     from defect_nb.core import load_image
     d, run, meta = anomaly_run
     rows = run_table(run.path, 'test').image[:4].tolist()
-    ref = normalise(run_maps(run.path, rows), run.config['score_scale'])
+    raw, raw_s = run_maps(run.path, rows, scores=True)
+    ref, ref_s = normalise(raw, run.config['score_scale']), normalise(raw_s, run.config['score_scale'])
     import importlib.util
     for search in ['numpy'] + (['faiss'] if importlib.util.find_spec('faiss') else []):   # faiss-cpu is optional
         p = Predictor.load(d / 'bundle', search=search)
         got = p.probabilities([load_image(x) for x in rows])
         assert got.shape == ref.shape and np.abs(got - ref).max() < 1e-3
+        assert np.abs(p.anomaly([load_image(x) for x in rows])[1] - ref_s).max() < 1e-3
     r = p.predict(rows[0])
-    assert r['defect_score'] == pytest.approx(float(ref[0].max()), abs=1e-3)
+    assert r['defect_score'] == pytest.approx(float(ref_s[0]), abs=1e-3)
+    assert [x['defect_score'] for x in p.predict_batch(rows)] == pytest.approx(ref_s.tolist(), abs=1e-3)
     assert r['defective'] == (r['defect_score'] >= r['threshold']) and r['prediction'] in ('ok', 'anomalous')
     assert r['anomaly_map'].shape == load_image(rows[0]).shape[:2]
     j = json.loads(json.dumps(to_json(r)))                                        # JSON-ready: no arrays left
@@ -105,6 +145,11 @@ def test_changed_memory_bank_is_refused(anomaly_run, tmp_path):
     with pytest.raises(BundleError, match='bank.npy'): Predictor.load(b)
     (b / 'bank.npy').write_bytes(b'not an array')                                 # and unverified, a broken bank is still an error
     with pytest.raises(BundleError, match='bank.npy'): Predictor.load(b, verify=False)
+    c = tmp_path / 'tampered-global'; shutil.copytree(d / 'bundle', c)                # the global term's files are checked the same way
+    prec = np.load(c / 'global_precision.npy'); prec[0, 0] *= 2; np.save(c / 'global_precision.npy', prec)
+    with pytest.raises(BundleError, match='global_precision.npy'): Predictor.load(c)
+    np.save(c / 'global_precision.npy', prec[:5])
+    with pytest.raises(BundleError, match='global_precision.npy.*shape'): Predictor.load(c, verify=False)
 
 
 def test_anomaly_prediction_needs_no_torch(anomaly_run):
@@ -137,6 +182,10 @@ def test_cli_train_evaluate_export_predict(tmp_path):
     want = {k: inspect.signature(train_anomaly).parameters[k].default for k in ('coreset',)}
     cfg = json.loads((tmp_path / 'r3' / 'config.json').read_text())
     assert cfg['preprocess']['size'] == inspect.signature(train_anomaly).parameters['size'].default and cfg['coreset'] == want['coreset']
+    assert cfg['global']['stage'] == inspect.signature(train_anomaly).parameters['global_stage'].default
+    assert main(['train', '--task', 'anomaly', '--data', str(tmp_path / 'syn'), '--normal-class', 'ok', '--size', '64', '--no-global',
+                 '--out', str(tmp_path / 'r4'), '--json']) == 0
+    assert json.loads((tmp_path / 'r4' / 'config.json').read_text())['global'] is None and not (tmp_path / 'r4' / 'global_mean.npy').exists()
 
 
 def test_anomaly_bench_smoke(tmp_path):
