@@ -267,9 +267,9 @@ def int8_search(fp32_path, # the FP32 model (as exported by `to_onnx`)
                 views:int=1, # forward passes per input inside the graph (test-time views, `models.TTA_VIEWS`)
                ) -> dict:
     """Static INT8 that agrees with its FP32 model: choose the calibration method by measurement, then leave in FP32 the
-    end of the network (from its last 1, 2, 4, 8 or 16 Conv/Gemm on), then the nodes that see the most quantisation noise
-    (1, 2, 4, 8, … of them; this step gives up after two doublings in a row that beat nothing tried before), until the
-    agreement bar holds. Deterministic: the same inputs give the same model and figures."""
+    end of the network (from its last 1, 2, 4, 8 or 16 Conv/Gemm on), then, on top of the best of those, the nodes that
+    see the most quantisation noise (1, 2, 4, 8, … of them; this step gives up after two doublings in a row that beat
+    nothing tried before), until the agreement bar holds. Deterministic: the same inputs give the same model and figures."""
     bar = dict(INT8_BAR, **(bar or {}))
     out_path = Path(out_path)
     with tempfile.TemporaryDirectory() as d:
@@ -297,11 +297,12 @@ def int8_search(fp32_path, # the FP32 model (as exported by `to_onnx`)
             tail = [n for n in tail_nodes(pre, k) if n not in base]
             if len(base) + len(tail) > max_excluded * n_nodes or tail == prev: break    # too much, or no Conv left
             consider('tail', base + tail, k); prev, k = tail, k * 2
-        if not best['passes']:                         # then the nodes that see the most quantisation noise, anywhere
-            ranked = [n for n, _ in node_noise(pre, d/f'q-{method}.onnx', x_valid[:max(1, 8 // views)]) if n not in base]
+        if not best['passes']:                         # then the nodes that see the most quantisation noise, anywhere, on top of the best so far
+            kept = list(exclude)
+            ranked = [n for n, _ in node_noise(pre, d/f'q-{method}.onnx', x_valid[:max(1, 8 // views)]) if n not in kept]
             k, stale = 1, 0                               # stop after two doublings in a row that beat nothing tried so far
-            while not best['passes'] and stale < 2 and k <= len(ranked) and len(base) + k <= max_excluded * n_nodes:
-                stale = 0 if consider('noise', base + ranked[:k], k) else stale + 1; k *= 2
+            while not best['passes'] and stale < 2 and k <= len(ranked) and len(kept) + k <= max_excluded * n_nodes:
+                stale = 0 if consider('noise', kept + ranked[:k], k) else stale + 1; k *= 2
         shutil.copy(d/f'q-{method}.onnx', out_path)
     return dict(mode='static', method=method, per_channel=True, methods={m: dict(agreement=r['agreement'], drop=r['drop']) for m, r in tried.items()},
                 excluded_nodes=exclude, search=trace, n_valid=int(len(x_valid)), agreement=best['agreement'], fp32=q32, int8=best['int8'],
