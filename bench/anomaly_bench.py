@@ -7,6 +7,7 @@ supervised models'. Writes bench/results/anomaly-NAME.json and .md (smoke runs: 
     python bench/anomaly_bench.py mt            # magnetic tile: bank from Free images
     python bench/anomaly_bench.py synth         # synthetic steel: bank from ok images
     python bench/anomaly_bench.py elpv          # ELPV: bank from functional cells (defect probability 0)
+    python bench/anomaly_bench.py mt-differnet  # magnetic tile on DifferNet's own split (bench/protocols/differnet_mtd_train_filenames.txt)
     python bench/anomaly_bench.py synth --smoke # a few images, for the tests
 """
 import argparse, json, os, sys, time
@@ -15,7 +16,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'bench'))
-from real_bench import table_for, machine, RESULTS          # the same splits as the supervised benchmarks
+from real_bench import table_for, machine, RESULTS, datasets_root          # the same splits as the supervised benchmarks
+DIFFERNET_LIST = ROOT / "bench" / "protocols" / "differnet_mtd_train_filenames.txt"
 
 BENCH = {
     'mt': dict(title='Magnetic tile, good parts only', split='mt', normal='Free', supervised='mt', supervised_key='image_auroc',
@@ -24,6 +26,12 @@ BENCH = {
                         'validation (Free + defects) sets the threshold',
                anchors=[('DifferNet (Rudolph et al., WACV 2021), own split', 'image_auroc', 0.977)],
                goals=dict(image_auroc=0.977, pixel_auroc=0.95)),
+    'mt-differnet': dict(title="Magnetic tile, good parts only, on DifferNet's split", split='mt-differnet', normal='Free', supervised=None,
+                         protocol="DifferNet's (Rudolph et al., WACV 2021): its 761 training images of Free tiles, as listed in the authors' repository "
+                                  "(marco-rudolph/differnet, mtd_train_filenames.txt, copied to bench/protocols/); of these, 85% (seed 42) build the bank and 15% "
+                                  "set the score scale and the global term's weight (DifferNet trains on all 761); test: the other 191 Free tiles and all "
+                                  "392 defective ones. No defect is seen before test, so the threshold is the highest good validation score",
+                         anchors=[('DifferNet (Rudolph et al., WACV 2021), this split', 'image_auroc', 0.977)], goals=dict(image_auroc=0.977)),
     'synth': dict(title='Synthetic steel, good parts only', split='synth-seg', normal='ok', supervised=None,
                   protocol='train/valid from generator seed 0, test from held-out seed 1 (as bench/real_bench.py synth-seg); bank from ok images',
                   anchors=[], goals=dict(image_auroc=0.98, pixel_auroc=0.97)),
@@ -33,6 +41,22 @@ BENCH = {
                           'binary test: defective = probability ≥ 0.67 (p67, p100), p33 counted as functional',
                  anchors=[], goals=dict(binary_auroc=None)),
 }
+
+
+def differnet_table(a):
+    "Magnetic tile split as DifferNet split it: its training list of Free tiles (a share held out as validation), everything else for test."
+    from defect_nb.data import load_table
+    root = datasets_root(a.data)
+    if root is None or not (root / 'magnetic-tile').is_dir():
+        sys.exit("magnetic-tile not found: pass --data DATASETS_FOLDER or set DEFECT_NB_DATASETS (README: Datasets)")
+    t = load_table(root / 'magnetic-tile'); attrs = dict(t.attrs)
+    names = set(DIFFERNET_LIST.read_text().split()); base = t.image.map(lambda p: Path(p).name)
+    train = ((t.label == 'Free') & base.isin(names)).to_numpy()
+    if train.sum() != len(names): sys.exit(f"{DIFFERNET_LIST.name} names {len(names)} Free tiles; this dataset has {int(train.sum())} of them")
+    split = np.where(train, 'train', 'test').astype(object)
+    idx = np.flatnonzero(train); split[np.random.default_rng(42).choice(idx, int(round(0.15 * len(idx))), replace=False)] = 'valid'
+    t = t.assign(split=split).reset_index(drop=True); t.attrs.update(attrs)
+    return t
 
 
 def main():
@@ -51,7 +75,7 @@ def main():
     from sklearn.metrics import roc_auc_score
     b = BENCH[a.name]; work = Path(a.work); t_all = time.perf_counter()
     opts = {k: v for k, v in dict(backbone=a.backbone, size=a.size or (64 if a.smoke else None), coreset=a.coreset, sigma=a.sigma).items() if v is not None}
-    table = table_for(b['split'], a, work)
+    table = differnet_table(a) if a.name == 'mt-differnet' else table_for(b['split'], a, work)
     if a.name == 'elpv': table = table.assign(mask=None) if 'mask' in table else table
     tag = f"anomaly-{a.name}{'-smoke' if a.smoke else ''}"
     if a.reuse and (work / tag / 'bank.npy').exists():

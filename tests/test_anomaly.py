@@ -220,3 +220,19 @@ def test_service_and_dashboard_on_an_anomaly_bundle(anomaly_run):
     assert res['task'] == 'anomaly' and res['prob'].shape == load_image(img).shape[:2]
     lo, hi = decide(res, 0.0), decide(res, 0.9999)
     assert lo['defective'] and not hi['defective'] and lo['defect_area'] == res['prob'].size
+
+
+def test_differnet_split_is_the_published_one():
+    "bench/protocols holds DifferNet's 761 training tiles; the benchmark's split puts every defect in test and never a listed tile there."
+    import re
+    from types import SimpleNamespace
+    from conftest import real_dataset
+    names = (ROOT / 'bench' / 'protocols' / 'differnet_mtd_train_filenames.txt').read_text().split()
+    assert len(names) == len(set(names)) == 761 and all(re.fullmatch(r'exp\d_num_\d+\.jpg', n) for n in names)
+    root = real_dataset('magnetic-tile')
+    sys.path.insert(0, str(ROOT / 'bench'))
+    from anomaly_bench import differnet_table
+    t = differnet_table(SimpleNamespace(data=str(root.parent)))
+    listed = t.image.map(lambda p: os.path.basename(p)).isin(names)
+    assert t[listed].split.isin(['train', 'valid']).all() and (t[~listed].split == 'test').all()
+    assert (t[t.split != 'test'].label == 'Free').all() and dict(t.split.value_counts()) == {'train': 647, 'valid': 114, 'test': 583}
