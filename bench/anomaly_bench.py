@@ -68,6 +68,7 @@ def main():
     ap.add_argument('--sigma', type=float, help='Gaussian blur of the maps (default: train_anomaly\'s)')
     ap.add_argument('--work', default=str(ROOT / 'runs' / 'bench')); ap.add_argument('--smoke', action='store_true')
     ap.add_argument('--out', default=str(RESULTS), help='results folder (default bench/results; smoke runs: its smoke/)')
+    ap.add_argument('--no-global', action='store_true', help='PatchCore alone: no global term in the image score (results file NAME-patchcore)')
     ap.add_argument('--reuse', action='store_true', help='evaluate and export the finished run in --work instead of training again')
     a = ap.parse_args()
     from defect_nb.anomaly import train_anomaly, evaluate_anomaly, export_anomaly
@@ -75,9 +76,10 @@ def main():
     from sklearn.metrics import roc_auc_score
     b = BENCH[a.name]; work = Path(a.work); t_all = time.perf_counter()
     opts = {k: v for k, v in dict(backbone=a.backbone, size=a.size or (64 if a.smoke else None), coreset=a.coreset, sigma=a.sigma).items() if v is not None}
+    if a.no_global: opts['global_stage'] = None
     table = differnet_table(a) if a.name == 'mt-differnet' else table_for(b['split'], a, work)
     if a.name == 'elpv': table = table.assign(mask=None) if 'mask' in table else table
-    tag = f"anomaly-{a.name}{'-smoke' if a.smoke else ''}"
+    tag = f"anomaly-{a.name}{'-patchcore' if a.no_global else ''}{'-smoke' if a.smoke else ''}"
     if a.reuse and (work / tag / 'bank.npy').exists():
         from defect_nb.train import Run, load_config
         run = Run(work / tag, config=load_config(work / tag))
@@ -106,7 +108,7 @@ def main():
     if b.get('supervised') and (Path(a.out) / f"{b['supervised']}.json").exists():
         s = json.loads((Path(a.out) / f"{b['supervised']}.json").read_text())
         sup = dict(name=b['supervised_name'], value=s.get(b['supervised_key']), ci=s.get(b['supervised_key'] + '_ci'))
-    r = dict(name=f'anomaly-{a.name}', title=b['title'], protocol=b['protocol'], smoke=a.smoke, machine=machine(),
+    r = dict(name=f"anomaly-{a.name}{'-patchcore' if a.no_global else ''}", title=b['title'] + (' (PatchCore alone, no global term)' if a.no_global else ''), protocol=b['protocol'], smoke=a.smoke, machine=machine(),
              command='python bench/anomaly_bench.py ' + ' '.join(sys.argv[1:]), backbone=cfg['backbone'], size=cfg['preprocess']['size'], layers=cfg['layers'],
              center=cfg.get('center', False), sigma=cfg['sigma'], global_term=cfg.get('global'), coreset=cfg['coreset'], coreset_dim=cfg.get('coreset_dim'), bank_size=cfg['bank_size'], n_patches=cfg['n_patches'], dim=cfg['dim'], normal_class=b['normal'],
              n_train_good=n_good, n_valid=int((table.split == 'valid').sum()), n_test=m['n'], n_test_defective=m['n_defective'],
