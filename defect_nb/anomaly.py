@@ -156,8 +156,8 @@ def check_normal_class(table:pd.DataFrame, # a table with a label column
 
 def image_scores(maps:np.ndarray, # N×H×W anomaly maps
                 ) -> np.ndarray:
-    "The image score: the maximum of its map."
-    return maps.reshape(len(maps), -1).max(1) if len(maps) else np.zeros(0, np.float32)
+    "Each map's maximum: the image score of a run without a global term (`inference.anomaly_score`)."
+    return anomaly_score(maps)
 
 def _choose_threshold(s:np.ndarray, defective:np.ndarray, cost_fn:float, cost_fp:float, defect_rate:float|None=None) -> dict:
     "The cost-based threshold on validation scores in [0, 1) (or, with no defect to price, the highest good score)."
