@@ -206,7 +206,8 @@ def run_one(name, a):
     r = dict(RECIPES[name]); work = Path(a.work); t_start = time.perf_counter()
     method = method_of(name, a)
     epochs = 1 if a.smoke else (a.epochs or r['epochs']); size = 64 if a.smoke else (a.size or r['size'])
-    suffix = '-classes' if a.mask_classes and r['task'] == 'segment' else ''      # a separate results file: the binary row stays
+    seg_task = r['task'] == 'segment'                        # a separate results file per scheme: the default row stays
+    suffix = ('-classes' if a.mask_classes and seg_task else '') + ('-tiles' if a.tile and seg_task else '')
     run = work / (name + ('' if method == 'features' or r['task'] == 'segment' else f'-{method}') + suffix + ('-smoke' if a.smoke else ''))
     table = table_for(name, a, work)
     if a.mask_classes and r['task'] == 'segment':

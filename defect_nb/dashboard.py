@@ -176,9 +176,11 @@ def decide(res:dict, # a result of `analyse` or `analyse_bundle`
         neg = negative_class(res['classes'])
         score = 1 - res['probabilities'][neg] if neg else None
         return dict(defect_score=score, defective=bool(score >= threshold) if score is not None else True, threshold=threshold)
-    mask = (res['prob'] >= threshold).astype(np.uint8); area = int(mask.sum())
-    if res['task'] == 'anomaly':
-        return dict(mask=mask, defect_area=area, defect_score=res['defect_score'], defective=bool(res['defect_score'] >= threshold), threshold=threshold)
+    mask = (res['prob'] >= threshold).astype(np.uint8)
+    if res['task'] == 'anomaly':                                  # as the Predictor: a part that passes shows no region
+        defective = bool(res['defect_score'] >= threshold); mask *= np.uint8(defective)
+        return dict(mask=mask, defect_area=int(mask.sum()), defect_score=res['defect_score'], defective=defective, threshold=threshold)
+    area = int(mask.sum())
     min_area = int(res.get('min_area', MIN_AREA) if min_area is None else min_area)
     return dict(mask=mask, defect_area=area, min_area=min_area, defective=area >= min_area, threshold=threshold)
 
@@ -213,7 +215,8 @@ def verdict(res:dict, # a result of `analyse` or `analyse_bundle`
     elif res['task'] == 'anomaly':
         s = decision['defect_score']
         label, value, rule = 'anomaly score', f"{s:.{_digits(s, t, 3)}f}", f"{cmp} threshold {_thr(t)}"
-        why = "the score is the anomaly map's highest value: near 0 for parts like the good ones seen in training, towards 1 for parts unlike any"
+        why = ("the score is the anomaly map's highest value plus how unlike the good parts the whole image looks: near 0 for "
+               "parts like the good ones seen in training, towards 1 for parts unlike any; a part that passes shows no region")
     else:
         a, m = decision['defect_area'], decision['min_area']
         label, value = 'defect area', f"{a:,} px"
@@ -364,7 +367,7 @@ def threshold_meaning(metrics:dict, # metrics.json (or a bundle.json's metrics);
         cost = cost.replace('The threshold was chosen', 'Both were chosen together', 1)
         rec, far = metrics.get('image_recall'), metrics.get('image_false_alarm_rate')
     else:
-        first = (f"An image is defective when its anomaly score (the anomaly map's highest value: near 0 for parts like the good "
+        first = (f"An image is defective when its anomaly score (the anomaly map's highest value plus a whole-image term: near 0 for parts like the good "
                  f"ones seen in training) is at or above {_thr(t)}")
         rec, far = metrics.get('recall'), metrics.get('false_alarm_rate')
     out = first + '.' + cost

@@ -361,7 +361,7 @@ def train(data, # a split table, a dataset path, or 'elpv'
           loss:str|None=None, # see `models.create_learner`
           pretrained:bool=True, # ImageNet weights for the backbone (offline for Lite0)
           weights=None, # a local backbone weights file instead
-          bn_frozen:bool|None=None, # method 'fastai': keep batch-norm statistics frozen (default: yes for pretrained classifiers, see the ablation)
+          bn_frozen:bool|None=None, # method 'fastai': keep batch-norm statistics frozen (default: yes for pretrained classifiers and for `tile` segmentation, see the ablation and 'Native-resolution tiles')
           early_stop:int|None=None, # stop after this many epochs without improvement of `monitor`
           monitor:str|None=None, # metric for `best.pth` and early stopping (default valid_loss; dice for binary segmentation)
           device:str='auto', # 'auto', 'cpu', 'cuda', 'mps'
@@ -422,7 +422,7 @@ def train(data, # a split table, a dataset path, or 'elpv'
                   aug=aug, oversample=oversample, monitor=monitor, early_stop=early_stop, gamma=learn.model_info['gamma'],
                   alpha=learn.model_info['alpha'], versions=_versions(),
                   created=datetime.datetime.now().isoformat(timespec='seconds'), device=str(dev), method='fastai',
-                  bn_frozen=bool(task == 'classify' and learn.model_info['pretrained']) if bn_frozen is None else bool(bn_frozen))
+                  bn_frozen=bool((task == 'classify' or tile) and learn.model_info['pretrained']) if bn_frozen is None else bool(bn_frozen))
     atomic_write(out/'config.json', json.dumps(config, indent=2, default=str))
     try: run = _fit(learn, config, out, RunSaver(out, monitor), cbs, progress, distributed)
     finally:

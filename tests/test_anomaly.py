@@ -220,6 +220,11 @@ def test_service_and_dashboard_on_an_anomaly_bundle(anomaly_run):
     assert res['task'] == 'anomaly' and res['prob'].shape == load_image(img).shape[:2]
     lo, hi = decide(res, 0.0), decide(res, 0.9999)
     assert lo['defective'] and not hi['defective'] and lo['defect_area'] == res['prob'].size
+    # a part that passes shows no region, even where its map reaches the threshold (as the Predictor answers)
+    passing = dict(res, defect_score=0.2, prob=np.full_like(res['prob'], 0.5))
+    d_ = decide(passing, 0.3)
+    assert not d_['defective'] and d_['defect_area'] == 0 and not d_['mask'].any()
+    assert decide(dict(passing, defect_score=0.4), 0.3)['defect_area'] == res['prob'].size
 
 
 def test_differnet_split_is_the_published_one():

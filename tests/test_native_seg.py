@@ -26,6 +26,18 @@ def test_tiles_recorded_and_whole_images_evaluated(native_run):
     assert ev.metrics['min_area'] == thr['min_area'] and ev.metrics['image_score'] == thr['image_score']
 
 
+def test_tiles_keep_batch_norm_statistics(native_run):
+    "Tile training freezes batch-norm statistics by default (with them updating, the magnetic-tile run collapsed to all-background)."
+    import torch
+    from defect_nb.models import build_model
+    assert load_config(native_run)['bn_frozen'] is True
+    trained = load_model(native_run).state_dict()
+    fresh = build_model('unet_lite0', 2, 'segment', pretrained=True, img_size=32)[0].state_dict()
+    stats = [k for k in fresh if k.endswith('running_mean') or k.endswith('running_var')]
+    assert len(stats) > 50 and all(torch.equal(trained[k], fresh[k]) for k in stats)
+    assert not all(torch.equal(trained[k], fresh[k]) for k in fresh if k.endswith('weight'))   # the weights did train
+
+
 def test_export_parity_at_native_size_and_decision_in_bundle(native_run, synth_small, tmp_path):
     evaluate(native_run, progress=False)
     meta = export_bundle(native_run, tmp_path / 'b', report_n=4)
