@@ -208,9 +208,9 @@ def run_one(name, a):
     epochs = 1 if a.smoke else (a.epochs or r['epochs']); size = 64 if a.smoke else (a.size or r['size'])
     seg_task = r['task'] == 'segment'                        # a separate results file per scheme: the default row stays
     suffix = ('-classes' if a.mask_classes and seg_task else '') + ('-tiles' if a.tile and seg_task else '')
-    run = work / (name + ('' if method == 'features' or r['task'] == 'segment' else f'-{method}') + suffix + ('-smoke' if a.smoke else ''))
+    run = work / (name + ('' if method == 'features' or seg_task else f'-{method}') + suffix + ('-smoke' if a.smoke else ''))
     table = table_for(name, a, work)
-    if a.mask_classes and r['task'] == 'segment':
+    if a.mask_classes and seg_task:
         from defect_nb.data import masks_by_label
         table = masks_by_label(table)
     n_train = int((table.split == 'train').sum())
