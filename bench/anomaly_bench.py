@@ -5,7 +5,8 @@ the test split is the one of `bench/real_bench.py` (same function, same seed), s
 supervised models'. Writes bench/results/anomaly-NAME.json and .md (smoke runs: bench/results/smoke/).
 
     python bench/anomaly_bench.py mt            # magnetic tile: bank from Free images
-    python bench/anomaly_bench.py synth         # synthetic steel: bank from ok images
+    python bench/anomaly_bench.py synth --layers 1 2 --center off --coreset 1280
+                                                # synthetic steel: bank from ok images, on the stride-4 grid chosen on its validation (12_anomaly)
     python bench/anomaly_bench.py elpv          # ELPV: bank from functional cells (defect probability 0)
     python bench/anomaly_bench.py mt-differnet  # magnetic tile on DifferNet's own split (bench/protocols/differnet_mtd_train_filenames.txt)
     python bench/anomaly_bench.py synth --smoke # a few images, for the tests
@@ -66,6 +67,8 @@ def main():
     ap.add_argument('--backbone', help='default: train_anomaly\'s'); ap.add_argument('--size', type=int, help='default: train_anomaly\'s')
     ap.add_argument('--coreset', type=float, help='bank size: fraction of training patches (≤ 1) or rows (default: train_anomaly\'s)')
     ap.add_argument('--sigma', type=float, help='Gaussian blur of the maps (default: train_anomaly\'s)')
+    ap.add_argument('--layers', type=int, nargs='+', help="backbone stages whose features make a patch, e.g. 1 2 for the stride-4 grid (default: train_anomaly's 2 3)")
+    ap.add_argument('--center', choices=['on', 'off'], help="subtract each image's mean patch feature (default: train_anomaly's, on)")
     ap.add_argument('--work', default=str(ROOT / 'runs' / 'bench')); ap.add_argument('--smoke', action='store_true')
     ap.add_argument('--out', default=str(RESULTS), help='results folder (default bench/results; smoke runs: its smoke/)')
     ap.add_argument('--no-global', action='store_true', help='PatchCore alone: no global term in the image score (results file NAME-patchcore)')
@@ -75,7 +78,8 @@ def main():
     from defect_nb.inference import bank_index, nn_distance
     from sklearn.metrics import roc_auc_score
     b = BENCH[a.name]; work = Path(a.work); t_all = time.perf_counter()
-    opts = {k: v for k, v in dict(backbone=a.backbone, size=a.size or (64 if a.smoke else None), coreset=a.coreset, sigma=a.sigma).items() if v is not None}
+    opts = {k: v for k, v in dict(backbone=a.backbone, size=a.size or (64 if a.smoke else None), coreset=a.coreset, sigma=a.sigma,
+                                 layers=a.layers, center=None if a.center is None else a.center == 'on').items() if v is not None}
     if a.no_global: opts['global_stage'] = None
     table = differnet_table(a) if a.name == 'mt-differnet' else table_for(b['split'], a, work)
     if a.name == 'elpv': table = table.assign(mask=None) if 'mask' in table else table

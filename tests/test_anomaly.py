@@ -190,11 +190,14 @@ def test_cli_train_evaluate_export_predict(tmp_path):
 
 def test_anomaly_bench_smoke(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'anomaly_bench.py'), 'synth', '--smoke', '--work', str(tmp_path / 'work'),
-                        '--out', str(tmp_path / 'res')], capture_output=True, text=True, timeout=600, cwd=ROOT,
+                        '--out', str(tmp_path / 'res'), '--layers', '1', '2', '--center', 'off', '--coreset', '1280'], capture_output=True, text=True, timeout=600, cwd=ROOT,
                        env={**os.environ, 'PYTHONWARNINGS': 'ignore'})
     assert r.returncode == 0, (r.stdout[-1500:], r.stderr[-3000:])
     res = json.loads((tmp_path / 'res' / 'smoke' / 'anomaly-synth.json').read_text())
-    assert res['smoke'] and res['command'].endswith('synth --smoke --work ' + str(tmp_path / 'work') + ' --out ' + str(tmp_path / 'res'))
+    assert res['smoke'] and res['command'].endswith('synth --smoke --work ' + str(tmp_path / 'work') + ' --out ' + str(tmp_path / 'res')
+                                                    + ' --layers 1 2 --center off --coreset 1280')
+    assert res['layers'] == [1, 2] and res['center'] is False and res['dim'] == 24 + 40      # the synthetic benchmark's finer grid reaches the run
+    assert res['bank_size'] == min(1280, res['n_patches'])
     m = res['metrics']
     assert 0 <= m['image_auroc'] <= 1 and 0 <= m['pixel_auroc'] <= 1 and 0 <= m['pro'] <= 1
     assert res['bank_size'] <= res['n_patches'] and res['inference_ms_b1']['b1_p50_ms'] > 0 and 'numpy' in res['search_ms_one_image']
