@@ -142,6 +142,8 @@ def markdown(r):
     for n, k, v in r['anchors']: L.append(f"| published: {n} | {k} {v:.3f} | | |")
     if m.get('per_class_auroc'): L += ['', 'Image AUROC of each defect class against the good test images: ' +
                                        ', '.join(f"{c} {v:.3f}" for c, v in m['per_class_auroc'].items()) + '.']
+    if m.get('per_class_pixel_auroc'): L += ['', 'Pixel AUROC of each defect class (its images and the good ones): ' +
+                                             ', '.join(f"{c} {v:.3f}" for c, v in m['per_class_pixel_auroc'].items()) + '.']
     t = r['train_seconds']; inf = r['inference_ms_b1']
     L += ['', f"Model: {r['backbone']}, {r['size']} px, layers {r['layers']}, {r['dim']}-dim patches{', centred per image' if r.get('center') else ''}, "
               f"maps blurred with σ {r.get('sigma', 4):g} px; "

@@ -359,7 +359,7 @@ def evaluate_anomaly(run, # an anomaly run folder
                      search:str='numpy', # nearest-neighbour backend: 'numpy' or 'faiss'
                      progress:bool=True, # a progress bar
                     ) -> Evaluation:
-    "Image AUROC (with a bootstrap interval), pixel AUROC and PRO where masks exist, the run's threshold applied, galleries of maps."
+    "Image AUROC (with a bootstrap interval), pixel AUROC (overall and per defect type) and PRO where masks exist, the run's threshold applied, galleries of maps."
     run = Path(run); model, index, cfg = load_anomaly(run, search)
     rows = run_rows(run, split).reset_index(drop=True); size = cfg['preprocess']['size']
     raw, gd = _maps(model, index, list(rows.image), size, cfg['sigma'], cfg['bs'], progress, f'{split} features')
@@ -381,6 +381,8 @@ def evaluate_anomaly(run, # an anomaly run folder
         reader = MaskReader(size); masks = np.stack([reader(r) > 0 for r in rows.to_dict('records')])
         if masks.any() and (~masks).any():
             m['pixel_auroc'] = float(skm.roc_auc_score(masks.ravel(), maps.ravel()))
+            per = {c: (rows.label == c).to_numpy() | ~bad for c in sorted(rows.label[bad].unique())}   # each type's images and the good ones
+            m['per_class_pixel_auroc'] = {c: float(skm.roc_auc_score(masks[k].ravel(), maps[k].ravel())) for c, k in per.items() if masks[k].any() and (~masks[k]).any()}
             m['pro'] = pro_score(maps, masks)
     files = []
     order = np.argsort(-s)

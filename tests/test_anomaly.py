@@ -200,6 +200,7 @@ def test_anomaly_bench_smoke(tmp_path):
     assert res['bank_size'] == min(1280, res['n_patches'])
     m = res['metrics']
     assert 0 <= m['image_auroc'] <= 1 and 0 <= m['pixel_auroc'] <= 1 and 0 <= m['pro'] <= 1
+    assert set(m['per_class_pixel_auroc']) == set(m['per_class_auroc']) and 'Pixel AUROC of each defect class' in (tmp_path / 'res' / 'smoke' / 'anomaly-synth.md').read_text()
     assert res['bank_size'] <= res['n_patches'] and res['inference_ms_b1']['b1_p50_ms'] > 0 and 'numpy' in res['search_ms_one_image']
     assert 'Command: `python bench/anomaly_bench.py synth --smoke' in (tmp_path / 'res' / 'smoke' / 'anomaly-synth.md').read_text()
 
