@@ -8,6 +8,7 @@ supervised models'. Writes bench/results/anomaly-NAME.json and .md (smoke runs: 
     python bench/anomaly_bench.py synth --layers 1 2 --center off --coreset 1280
                                                 # synthetic steel: bank from ok images, on the stride-4 grid chosen on its validation (12_anomaly)
     python bench/anomaly_bench.py elpv          # ELPV: bank from functional cells (defect probability 0)
+    python bench/anomaly_bench.py mt --layers 3 4 --coreset 0.05 --variant coarse   # a measured variant: anomaly-mt-coarse
     python bench/anomaly_bench.py mt-differnet  # magnetic tile on DifferNet's own split (bench/protocols/differnet_mtd_train_filenames.txt)
     python bench/anomaly_bench.py synth --smoke # a few images, for the tests
 """
@@ -72,6 +73,8 @@ def main():
     ap.add_argument('--work', default=str(ROOT / 'runs' / 'bench')); ap.add_argument('--smoke', action='store_true')
     ap.add_argument('--out', default=str(RESULTS), help='results folder (default bench/results; smoke runs: its smoke/)')
     ap.add_argument('--no-global', action='store_true', help='PatchCore alone: no global term in the image score (results file NAME-patchcore)')
+    ap.add_argument('--variant', type=lambda v: v if v.replace('-', '').isalnum() else ap.error(f'--variant {v!r}: letters, digits and dashes only'),
+                    help='a measured variant, not the default: results file and run folder NAME-VARIANT, so the default row is never overwritten')
     ap.add_argument('--reuse', action='store_true', help='evaluate and export the finished run in --work instead of training again')
     a = ap.parse_args()
     from defect_nb.anomaly import train_anomaly, evaluate_anomaly, export_anomaly
@@ -83,7 +86,8 @@ def main():
     if a.no_global: opts['global_stage'] = None
     table = differnet_table(a) if a.name == 'mt-differnet' else table_for(b['split'], a, work)
     if a.name == 'elpv': table = table.assign(mask=None) if 'mask' in table else table
-    tag = f"anomaly-{a.name}{'-patchcore' if a.no_global else ''}{'-smoke' if a.smoke else ''}"
+    name = f"anomaly-{a.name}{'-patchcore' if a.no_global else ''}{'-' + a.variant if a.variant else ''}"
+    tag = name + ('-smoke' if a.smoke else '')
     if a.reuse and (work / tag / 'bank.npy').exists():
         from defect_nb.train import Run, load_config
         run = Run(work / tag, config=load_config(work / tag))
@@ -112,7 +116,7 @@ def main():
     if b.get('supervised') and (Path(a.out) / f"{b['supervised']}.json").exists():
         s = json.loads((Path(a.out) / f"{b['supervised']}.json").read_text())
         sup = dict(name=b['supervised_name'], value=s.get(b['supervised_key']), ci=s.get(b['supervised_key'] + '_ci'))
-    r = dict(name=f"anomaly-{a.name}{'-patchcore' if a.no_global else ''}", title=b['title'] + (' (PatchCore alone, no global term)' if a.no_global else ''), protocol=b['protocol'], smoke=a.smoke, machine=machine(),
+    r = dict(name=name, title=b['title'] + (' (PatchCore alone, no global term)' if a.no_global else '') + (f": variant {a.variant}, not the default" if a.variant else ''), protocol=b['protocol'], smoke=a.smoke, machine=machine(),
              command='python bench/anomaly_bench.py ' + ' '.join(sys.argv[1:]), backbone=cfg['backbone'], size=cfg['preprocess']['size'], layers=cfg['layers'],
              center=cfg.get('center', False), sigma=cfg['sigma'], global_term=cfg.get('global'), coreset=cfg['coreset'], coreset_dim=cfg.get('coreset_dim'), bank_size=cfg['bank_size'], n_patches=cfg['n_patches'], dim=cfg['dim'], normal_class=b['normal'],
              n_train_good=n_good, n_valid=int((table.split == 'valid').sum()), n_test=m['n'], n_test_defective=m['n_defective'],

@@ -365,6 +365,7 @@ def evaluate_anomaly(run, # an anomaly run folder
     raw, gd = _maps(model, index, list(rows.image), size, cfg['sigma'], cfg['bs'], progress, f'{split} features')
     maps = normalise(raw, cfg['score_scale']); raw_s = _scores(model, raw, gd); s = normalise(raw_s, cfg['score_scale'])
     bad = (rows.label != cfg['normal_class']).to_numpy(); t = float(cfg['threshold'])
+    per = {c: (rows.label == c).to_numpy() | ~bad for c in sorted(rows.label[bad].unique())}   # each defect type's images and the good ones
     rows = rows.assign(defect_score=s, score=raw_s, defective=bad, called=s >= t)
     m = dict(task='anomaly', split=split, n=int(len(rows)), n_defective=int(bad.sum()), threshold=t, bank_size=cfg['bank_size'],
              recall=float(rows[bad].called.mean()) if bad.any() else None,
@@ -373,15 +374,12 @@ def evaluate_anomaly(run, # an anomaly run folder
         m['image_auroc'] = float(skm.roc_auc_score(bad, s))
         m['image_auroc_ci'] = bootstrap_ci((bad, s), lambda y, p: skm.roc_auc_score(y, p) if 0 < y.mean() < 1 else np.nan, n=1000)
         m['image_ap'] = float(skm.average_precision_score(bad, s))
-        m['per_class_auroc'] = {c: float(skm.roc_auc_score(np.r_[np.zeros((~bad).sum()), np.ones((rows.label == c).sum())],
-                                                           np.r_[s[~bad], s[(rows.label == c).to_numpy()]]))
-                                for c in sorted(rows.label[bad].unique())}
+        m['per_class_auroc'] = {c: float(skm.roc_auc_score(bad[k], s[k])) for c, k in per.items()}
     masks = None
     if 'mask' in rows and rows['mask'].map(lambda v: isinstance(v, str) and bool(v)).all():
         reader = MaskReader(size); masks = np.stack([reader(r) > 0 for r in rows.to_dict('records')])
         if masks.any() and (~masks).any():
             m['pixel_auroc'] = float(skm.roc_auc_score(masks.ravel(), maps.ravel()))
-            per = {c: (rows.label == c).to_numpy() | ~bad for c in sorted(rows.label[bad].unique())}   # each type's images and the good ones
             m['per_class_pixel_auroc'] = {c: float(skm.roc_auc_score(masks[k].ravel(), maps[k].ravel())) for c, k in per.items() if masks[k].any() and (~masks[k]).any()}
             m['pro'] = pro_score(maps, masks)
     files = []

@@ -245,3 +245,10 @@ def test_differnet_split_is_the_published_one():
     listed = t.image.map(lambda p: os.path.basename(p)).isin(names)
     assert t[listed].split.isin(['train', 'valid']).all() and (t[~listed].split == 'test').all()
     assert (t[t.split != 'test'].label == 'Free').all() and dict(t.split.value_counts()) == {'train': 647, 'valid': 114, 'test': 583}
+
+
+def test_anomaly_bench_variant_name_is_checked():
+    "A variant names its own results file (anomaly-NAME-VARIANT), so it is refused unless it is a plain name: no path can overwrite the default row."
+    r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'anomaly_bench.py'), 'mt', '--variant', '../anomaly-mt'], capture_output=True, text=True,
+                       timeout=120, cwd=ROOT)
+    assert r.returncode == 2 and "--variant '../anomaly-mt': letters, digits and dashes only" in r.stderr
