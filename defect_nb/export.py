@@ -22,7 +22,8 @@ from .models import TTA_VIEWS
 # %% auto #0
 __all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'CALIB_METHODS', 'INT8_BAR', 'ExportError', 'Probabilities', 'to_onnx',
            'ort_session', 'model_inputs', 'centre_tile', 'parity', 'calibration_rows', 'agreement', 'preprocess_onnx',
-           'output_nodes', 'tail_nodes', 'quantize', 'speed', 'quality', 'node_noise', 'int8_search', 'export_bundle']
+           'output_nodes', 'tail_nodes', 'head_nodes', 'quantize', 'speed', 'quality', 'node_noise', 'int8_search',
+           'export_bundle']
 
 # %% ../nbs/07_export.ipynb #cf97c01b
 class ExportError(RuntimeError):
@@ -160,6 +161,14 @@ def tail_nodes(onnx_path, # an .onnx file
     idx = [i for i, n in enumerate(nodes) if n.op_type in ('Conv', 'Gemm', 'MatMul')]
     return [n.name for n in nodes[idx[-min(k, len(idx))]:]] if idx else []
 
+def head_nodes(onnx_path, # an .onnx file
+              ) -> list:
+    """The nodes up to and including the first Conv/Gemm/MatMul, in graph order: the input side of the network (test-time
+    views built inside the graph, the stem convolution). Left in FP32, they keep the input unquantised."""
+    nodes = onnx.load(str(onnx_path)).graph.node
+    first = next((i for i, n in enumerate(nodes) if n.op_type in ('Conv', 'Gemm', 'MatMul')), None)
+    return [] if first is None else [n.name for n in nodes[:first + 1]]
+
 def _calib_stride(n, views=1):
     """Calibration folds activations into ranges every k images (kept whole, 128 images at 224 px took 16 GB), through
     onnxruntime's `CalibStridedMinMax`, which needs k to divide n: the divisor of n nearest 8 passes (a model with test-time
@@ -267,9 +276,10 @@ def int8_search(fp32_path, # the FP32 model (as exported by `to_onnx`)
                 views:int=1, # forward passes per input inside the graph (test-time views, `models.TTA_VIEWS`)
                ) -> dict:
     """Static INT8 that agrees with its FP32 model: choose the calibration method by measurement, then leave in FP32 the
-    end of the network (from its last 1, 2, 4, 8 or 16 Conv/Gemm on), then, on top of the best of those, the nodes that
-    see the most quantisation noise (1, 2, 4, 8, … of them; this step gives up after two doublings in a row that beat
-    nothing tried before), until the agreement bar holds. Deterministic: the same inputs give the same model and figures."""
+    input side of the network (`head_nodes`: the input stays unquantised), then, on top of the better of the two, the end
+    of the network (from its last 1, 2, 4, 8 or 16 Conv/Gemm on), then, on top of the best of those, the nodes that see the
+    most quantisation noise (1, 2, 4, 8, … of them; this step gives up after two doublings in a row that beat nothing
+    tried before), until the agreement bar holds. Deterministic: the same inputs give the same model and figures."""
     bar = dict(INT8_BAR, **(bar or {}))
     out_path = Path(out_path)
     with tempfile.TemporaryDirectory() as d:
@@ -292,11 +302,15 @@ def int8_search(fp32_path, # the FP32 model (as exported by `to_onnx`)
             if (r['agreement'], -r['drop']) > (best['agreement'], -best['drop']) or r['passes']:
                 best, exclude = r, cand; shutil.copy(d/'q-try.onnx', d/f'q-{method}.onnx'); return True
             return False
-        k, prev = 1, None                              # first the end of the network: 1, 2, 4, … 16 of its last Conv/Gemm in FP32
+        if not best['passes']:                         # first the input side: the input and the stem convolution in FP32
+            head = [n for n in head_nodes(pre) if n not in base]
+            if head and len(base) + len(head) <= max_excluded * n_nodes: consider('input', base + head, len(head))
+        start = list(exclude)
+        k, prev = 1, None                              # then the end of the network: 1, 2, 4, … 16 of its last Conv/Gemm in FP32
         while not best['passes'] and k <= 16:
-            tail = [n for n in tail_nodes(pre, k) if n not in base]
-            if len(base) + len(tail) > max_excluded * n_nodes or tail == prev: break    # too much, or no Conv left
-            consider('tail', base + tail, k); prev, k = tail, k * 2
+            tail = [n for n in tail_nodes(pre, k) if n not in start]
+            if len(start) + len(tail) > max_excluded * n_nodes or tail == prev: break    # too much, or no Conv left
+            consider('tail', start + tail, k); prev, k = tail, k * 2
         if not best['passes']:                         # then the nodes that see the most quantisation noise, anywhere, on top of the best so far
             kept = list(exclude)
             ranked = [n for n, _ in node_noise(pre, d/f'q-{method}.onnx', x_valid[:max(1, 8 // views)]) if n not in kept]

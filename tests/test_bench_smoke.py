@@ -86,3 +86,14 @@ def test_demo_unet_smoke(tmp_path):
     res = json.loads((tmp_path / 'res' / 'smoke' / 'demo_unet.json').read_text())
     assert len(res['rows']) == 1 and 0 <= res['rows'][0]['dice_defective'] <= 1 and res['rows'][0]['dice_by_class']
     assert 'Command: `python bench/demo_unet.py --smoke`' in (tmp_path / 'res' / 'smoke' / 'demo_unet.md').read_text()
+
+
+def test_frozen_encoder_smoke(tmp_path):
+    "The frozen-encoder U-Net benchmark trains, scores the test split and writes its table beside the fine-tuned row."
+    from conftest import real_dataset
+    real_dataset('magnetic-tile')
+    run([ROOT / 'bench' / 'frozen_encoder.py', '--smoke', '--work', tmp_path / 'work', '--out', tmp_path / 'res'])
+    r = json.loads((tmp_path / 'res' / 'smoke' / 'mt-frozen-encoder.json').read_text())
+    assert r['smoke'] and r['n_test'] > 0 and 0 <= r['iou_defective'] <= 1 and len(r['valid_dice']) == 2
+    assert r['epochs'].endswith('encoder frozen throughout') and r['command'] == 'python bench/frozen_encoder.py --smoke'
+    assert '| encoder frozen throughout (this run) |' in (tmp_path / 'res' / 'smoke' / 'mt-frozen-encoder.md').read_text()

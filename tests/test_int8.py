@@ -65,6 +65,7 @@ def test_sensitivity_search_is_deterministic(cnn, tmp_path):
     a = int8_search(tmp_path / 'm.onnx', tmp_path / 'a.onnx', xc, xv, score, ('minmax', 'entropy'), bar)
     b = int8_search(tmp_path / 'm.onnx', tmp_path / 'b.onnx', xc, xv, score, ('minmax', 'entropy'), bar)
     assert len(a['search']) >= 2 and not a['passes']
+    assert a['search'][0]['strategy'] == 'input' and a['search'][1]['strategy'] == 'tail'   # the input side first, then the end
     assert a == b and sha256(tmp_path / 'a.onnx') == sha256(tmp_path / 'b.onnx')
 
 
