@@ -26,7 +26,6 @@ def main():
     a = ap.parse_args()
     import pandas as pd
     from fastai.callback.core import Callback
-    from defect_nb.data import subset
     from defect_nb.train import train, load_config
     from defect_nb.evaluate import evaluate
 
@@ -46,13 +45,12 @@ def main():
               seed=42, loss='ce_dice', progress=not a.smoke, cbs=[FreezeEncoder()], num_workers=0 if a.smoke else None)
     cfg = load_config(run); hist = pd.read_csv(run / 'history.csv')
     ev = evaluate(run, 'test', progress=False)
-    sec = hist.seconds.to_numpy()
+    sec = hist.seconds.to_numpy(); med = float(pd.Series(sec).median())
     res = dict(name='mt-frozen-encoder', title='Magnetic tile, defect segmentation: encoder frozen throughout', smoke=a.smoke,
                arch='unet_lite0', size=cfg['preprocess']['size'], epochs=f"{cfg['freeze_epochs']} frozen + {cfg['epochs']}, encoder frozen throughout",
                best_epoch=cfg.get('best_epoch'), monitor=cfg['monitor'], loss=cfg['loss'], lr=cfg['lr'],
                n_train=int((table.split == 'train').sum()), train_seconds=round(float(sec.sum()), 1),
-               epoch_seconds_median=round(float(pd.Series(sec).median()), 1),
-               train_seconds_at_median=round(float(pd.Series(sec).median()) * len(sec), 1),
+               epoch_seconds_median=round(med, 1), train_seconds_at_median=round(med * len(sec), 1),
                valid_dice=[round(float(v), 4) for v in hist['dice']] if 'dice' in hist else None,
                machine=machine(), command='python bench/frozen_encoder.py' + (' --smoke' if a.smoke else f' --epochs {a.epochs}') + (f' --reuse {a.reuse}' if a.reuse else ''))
     res.update(segment_report(ev, cfg))
