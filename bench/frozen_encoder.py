@@ -25,16 +25,8 @@ def main():
     ap.add_argument('--reuse', help='report on this finished run folder instead of training'); ap.add_argument('--smoke', action='store_true')
     a = ap.parse_args()
     import pandas as pd
-    from fastai.callback.core import Callback
     from defect_nb.train import train, load_config
     from defect_nb.evaluate import evaluate
-
-    class FreezeEncoder(Callback):
-        "Keep every encoder parameter, batch norm included, out of training, and its statistics fixed."
-        order = 1
-        def before_fit(self):
-            for p in self.learn.model.encoder.parameters(): p.requires_grad_(False)
-        def before_train(self): self.learn.model.encoder.eval()
 
     work = Path(a.work); t0 = time.perf_counter()
     table = table_for('mt', argparse.Namespace(data=a.data, smoke=a.smoke), work)
@@ -42,7 +34,7 @@ def main():
     run = Path(a.reuse) if a.reuse else work / ('mt-frozen-encoder' + ('-smoke' if a.smoke else ''))
     if not a.reuse:
         train(table, 'segment', 'unet_lite0', method='fastai', epochs=epochs, size=64 if a.smoke else 192, bs=8, out=run, overwrite=True,
-              seed=42, loss='ce_dice', progress=not a.smoke, cbs=[FreezeEncoder()], num_workers=0 if a.smoke else None)
+              seed=42, loss='ce_dice', progress=not a.smoke, encoder_frozen=True, num_workers=0 if a.smoke else None)
     cfg = load_config(run); hist = pd.read_csv(run / 'history.csv')
     ev = evaluate(run, 'test', progress=False)
     sec = hist.seconds.to_numpy(); med = float(pd.Series(sec).median())
@@ -55,8 +47,9 @@ def main():
                machine=machine(), command='python bench/frozen_encoder.py' + (' --smoke' if a.smoke else f' --epochs {a.epochs}') + (f' --reuse {a.reuse}' if a.reuse else ''))
     res.update(segment_report(ev, cfg))
     mt = RESULTS / 'mt.json'
-    if mt.exists():
+    if mt.exists() and not a.smoke:
         m = json.loads(mt.read_text())
+        if m.get('encoder_frozen'): m = m.get('before') or {}        # mt.json is now this recipe; the fine-tuned figures are its 'before'
         res['fine_tuned'] = {k: m.get(k) for k in ('epochs', 'train_seconds', 'iou_defective', 'iou_defective_ci', 'dice_defective', 'image_auroc', 'command')}
     res['fine_tuned_budgets'] = [dict(epochs=e, train_seconds=t, best_valid_dice=v, iou_defective=i) for e, t, v, i in FINE_TUNED]
     res['wall_seconds'] = round(time.perf_counter() - t0, 1)

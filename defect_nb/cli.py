@@ -172,6 +172,7 @@ def _fmt_metrics(row:dict) -> str:
             (['--tile'], dict(type=int, help='segment: train on native-resolution tiles of this side (a multiple of 32); whole images at evaluation and inference')),
             (['--defect-share'], dict(type=float, default=0.5, help='segment, with --tile: share of training tiles centred near a defect (default 0.5)')),
             (['--mask-classes'], dict(choices=['label'], help="segment: 'label' gives each defect label its own mask class (per-class IoU, mIoU)")),
+            (['--encoder-frozen'], dict(action='store_true', help="segment: keep the pretrained U-Net encoder frozen throughout and train the decoder only (about 2.4x faster epochs; measured better on magnetic tile, see tutorial 3)")),
             (['--defect-rate'], dict(type=float, help="anomaly: the line's expected share of defective parts, for the threshold (default: the validation split's)")),
             (['--distributed'], dict(action='store_true', help='use with `accelerate launch --multi_gpu` and --method fastai; only rank 0 writes the run'))])
 def train_cmd(a, # the parsed command line of `defect-nb train`
@@ -212,7 +213,8 @@ def _train(a, train):
               labels=a.labels, aug=not a.no_aug, clahe=a.clahe, class_weights=a.class_weights, oversample=a.oversample, loss=a.loss,
               pretrained=not a.no_pretrained, weights=a.weights, early_stop=a.early_stop, monitor=a.monitor, device=a.device,
               num_workers=a.workers, distributed=a.distributed, progress=not a.json,
-              **({} if a.tile is None else dict(tile=a.tile, defect_share=a.defect_share)), mask_classes=a.mask_classes, **opts)
+              **({} if a.tile is None else dict(tile=a.tile, defect_share=a.defect_share)), mask_classes=a.mask_classes,
+              **(dict(encoder_frozen=True) if a.encoder_frozen else {}), **opts)
 
 # %% ../nbs/90_cli.ipynb #c32d2d6a
 @verb('evaluate', 'Evaluate a run on a split: metrics.json, plots and the cost-based threshold, written into the run.',

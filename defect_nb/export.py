@@ -22,8 +22,8 @@ from .models import TTA_VIEWS
 # %% auto #0
 __all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'CALIB_METHODS', 'INT8_BAR', 'ExportError', 'Probabilities', 'to_onnx',
            'ort_session', 'model_inputs', 'centre_tile', 'parity', 'calibration_rows', 'agreement', 'preprocess_onnx',
-           'output_nodes', 'tail_nodes', 'head_nodes', 'quantize', 'speed', 'quality', 'node_noise', 'int8_search',
-           'export_bundle']
+           'output_nodes', 'tail_nodes', 'head_nodes', 'quantize', 'speed', 'quality', 'activation_bounds',
+           'node_noise', 'int8_search', 'export_bundle']
 
 # %% ../nbs/07_export.ipynb #cf97c01b
 class ExportError(RuntimeError):
@@ -241,21 +241,52 @@ def quality(probs:np.ndarray, # probabilities, N×C (classify) or N×C×H×W (se
 def _predict(session, x, bs=32): return np.concatenate([session.run(None, {'input': x[i:i + bs]})[0] for i in range(0, len(x), bs)])
 
 # %% ../nbs/07_export.ipynb #f51b2669
+def activation_bounds(model) -> dict:
+    """{tensor: (low, high)} for the outputs of Relu and Clip nodes whose bounds are constants: the values such a tensor can
+    take in the FP32 model. onnxruntime folds these activations into the quantisation range of the node before them, so
+    the 'pre-QDQ' tensor its debugging helpers report under the activation's name is the unclipped input (measured on
+    Lite0: -44 to 13.7 for a ReLU6); clipping it to these bounds gives the tensor the FP32 model actually has."""
+    m = onnx.load(str(model)) if not isinstance(model, onnx.ModelProto) else model
+    const = {i.name: onnx.numpy_helper.to_array(i) for i in m.graph.initializer}
+    for n in m.graph.node:
+        if n.op_type == 'Constant' and n.attribute and n.attribute[0].name == 'value': const[n.output[0]] = onnx.numpy_helper.to_array(n.attribute[0].t)
+    out = {}
+    for n in m.graph.node:
+        if n.op_type == 'Relu': out[n.output[0]] = (0.0, np.inf)
+        elif n.op_type == 'Clip':
+            lo = hi = None
+            if len(n.input) > 1: lo = const.get(n.input[1]) if n.input[1] else -np.inf
+            if len(n.input) > 2: hi = const.get(n.input[2]) if n.input[2] else np.inf
+            for a in n.attribute: # opset < 11
+                if a.name == 'min': lo = a.f
+                if a.name == 'max': hi = a.f
+            lo = -np.inf if lo is None and len(n.input) <= 1 else lo
+            hi = np.inf if hi is None and len(n.input) <= 2 else hi
+            if lo is not None and hi is not None: out[n.output[0]] = (float(lo), float(hi))
+    return out
+
 def node_noise(fp32_path, # the FP32 model, pre-processed (`preprocess_onnx`)
                int8_path, # its static QDQ model
                x:np.ndarray, # a few model inputs
               ) -> list:
     """Nodes ranked by the quantisation noise they see, worst first: [(node, SQNR dB)], from onnxruntime's QDQ debugging
     helpers (each quantised tensor before vs after its QuantizeLinear/DequantizeLinear pair). A noisy tensor names its
-    producer and its consumers, since a tensor stays in FP32 only when none of them is quantised."""
+    producer and its consumers, since a tensor stays in FP32 only when none of them is quantised. The output of a Relu or
+    Clip is compared after clipping its pre-QDQ values to the activation's bounds (`activation_bounds`): without that,
+    every conv + ReLU6 looks like the noisiest tensor of the network, by an artefact of the debugging helpers."""
     from onnxruntime.quantization import qdq_loss_debug as dbg
     with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():
         warnings.simplefilter('ignore')
         acts = {}
         for k, m in (('q', int8_path), ('f', fp32_path)):
             dbg.modify_model_output_intermediate_tensors(str(m), f'{d}/{k}.onnx'); acts[k] = dbg.collect_activations(f'{d}/{k}.onnx', _Calibration(x))
-        err = dbg.compute_activation_error(dbg.create_activation_matching(acts['q'], acts['f']))
-    nodes = onnx.load(str(fp32_path)).graph.node
+        match = dbg.create_activation_matching(acts['q'], acts['f'])
+    fp32 = onnx.load(str(fp32_path)); bounds = activation_bounds(fp32)
+    err = {}
+    for t, m in match.items():
+        pre = m['pre_qdq'] if t not in bounds else [np.clip(a, *bounds[t]) for a in m['pre_qdq']]
+        err[t] = dict(qdq_err=float(dbg.compute_signal_to_quantization_noice_ratio(pre, m['post_qdq'])))
+    nodes = fp32.graph.node
     touch = {}
     for n in nodes:
         for t in list(n.input) + list(n.output): touch.setdefault(t, []).append(n.name)

@@ -7,7 +7,7 @@ Docs: https://defect-nb.github.io/defect_nb/train.html.md"""
 # %% ../nbs/04_train.ipynb #a3df97a2
 from __future__ import annotations
 import json, os, platform, random, shutil, tempfile, time, datetime
-from contextlib import nullcontext
+from contextlib import nullcontext, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -23,9 +23,9 @@ from .features import fit_probe, recipe_for, CANDIDATES, extract_features, _logl
 
 # %% auto #0
 __all__ = ['METHODS', 'RunError', 'BlurNoise', 'augmentations', 'TileCrop', 'plot_history', 'RunSaver', 'save_state',
-           'distributed_rank', 'Run', 'prepare_run_dir', 'FrozenBN', 'train', 'suggest_lr', 'train_classifier',
-           'train_segmenter', 'load_config', 'list_epochs', 'checkpoint_path', 'load_model', 'run_table',
-           'finished_epochs', 'resume']
+           'distributed_rank', 'Run', 'prepare_run_dir', 'FreezeEncoder', 'FrozenBN', 'train', 'suggest_lr',
+           'train_classifier', 'train_segmenter', 'load_config', 'list_epochs', 'checkpoint_path', 'load_model',
+           'run_table', 'finished_epochs', 'resume']
 
 # %% ../nbs/04_train.ipynb #332cf332
 class RunError(ValueError):
@@ -215,14 +215,46 @@ def prepare_run_dir(out, # the run folder
                     overwrite:bool=False, # replace an existing run (only its own files are removed)
                    ) -> Path:
     "Create the run folder; an existing run is an error unless `overwrite` (which removes only the run's own files)."
+    out = _check_run_dir(out, overwrite)
+    for f in _run_files(out): f.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+def _check_run_dir(out, overwrite):
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         if not overwrite: raise RunError(f"run folder {out} already exists; choose another --out or pass overwrite=True (--overwrite)")
         if not (out/'config.json').exists(): raise RunError(f"{out} is not a run folder (no config.json); refusing to overwrite it")
-        for f in list(out.glob('epoch_*.pth')) + [out/n for n in ('best.pth', 'history.csv', 'curves.png', 'config.json', 'metrics.json', 'split.csv', 'optimizer.pth')]:
-            if f.exists(): f.unlink()
-    out.mkdir(parents=True, exist_ok=True)
     return out
+
+def _run_files(out:Path) -> list:
+    "The files a run writes into its folder (what `overwrite` replaces; anything else in the folder is left alone)."
+    return list(out.glob('epoch_*.pth')) + [f for n in ('best.pth', 'history.csv', 'curves.png', 'config.json', 'metrics.json', 'split.csv', 'optimizer.pth')
+                                            if (f := out/n).exists()]
+
+@contextmanager
+def _new_run(out, # the run folder
+             overwrite:bool=False, # as in `prepare_run_dir`
+            ):
+    """`prepare_run_dir` for the setup of a run: when setting up fails (a bad option, missing weights) before the first
+    checkpoint, what it wrote goes (the folder too, when it made it) and a run it was to replace is put back, so a failed
+    command neither loses the previous run nor leaves a folder that makes the corrected command fail."""
+    out = _check_run_dir(out, overwrite); existed, old = out.exists(), None
+    if existed and _run_files(out):                                 # overwrite: the old run is set aside until the new one is under way
+        old = Path(tempfile.mkdtemp(prefix=f'.{out.name}-replaced-', dir=out.parent))
+        for f in _run_files(out): shutil.move(str(f), str(old/f.name))
+    out.mkdir(parents=True, exist_ok=True)
+    try: yield out
+    except BaseException:
+        if out.is_dir() and not any(out.glob('epoch_*.pth')):
+            for f in _run_files(out): f.unlink()
+            if old:
+                for f in old.iterdir(): shutil.move(str(f), str(out/f.name))
+            elif not existed: shutil.rmtree(out, ignore_errors=True)
+        raise
+    finally:
+        if old: shutil.rmtree(old, ignore_errors=True)
+
 
 # %% ../nbs/04_train.ipynb #a84adc19
 METHODS = ('features', 'finetune', 'fastai')
@@ -239,6 +271,13 @@ def _method(method, task, key, tname, arch, pretrained, weights, options):
                                      f"train {arch!r} with method 'fastai'")
     if not pretrained and weights is None: raise RunError(f"method {method!r} needs pretrained features: drop pretrained=False (--scratch) or use method 'fastai'")
     return method, tname
+
+class FreezeEncoder(Callback):
+    "Keep a U-Net's pretrained encoder out of training (`encoder_frozen`): no gradient to any of its parameters, batch norm included, and its statistics fixed."
+    order = 1
+    def before_fit(self):
+        for p in self.learn.model.encoder.parameters(): p.requires_grad_(False)   # after fastai's unfreeze, which sets them all trainable
+    def before_train(self): self.learn.model.encoder.eval()
 
 class FrozenBN(Callback):
     "Keep the body's batch-norm layers in eval mode (running statistics frozen) while the rest trains."
@@ -290,32 +329,33 @@ def _train_probe(data, method, backbone, epochs, size, budget, bs, lr, out, over
         size = rec['size']; options.setdefault('tta', rec['tta']); why = rec['reason']
     else: why = f'size {size} px as asked'
     tta, hidden = options.get('tta', 'hflip'), int(options.get('hidden', 0))
-    out = prepare_run_dir(out or runs_dir()/f"{backbone}-{method}-{source_name}", overwrite)
-    if progress: print(f"method {method}: frozen {backbone} features at {size} px, test-time views {tta}, "
-                       f"{'MLP head ' + str(hidden) if hidden else 'linear head'}{'; then ' + str(epochs) + ' fine-tuning epochs' if method == 'finetune' else ''} ({why})", flush=True)
-    split_file = _save_split(table, out)
-    t0 = time.perf_counter()
-    classes = list(table.attrs.get('classes') or sorted(table.label.unique()))
-    try: net, rep = fit_probe(table, classes, backbone, size, tta, clahe, hidden, class_weight=class_weights, pretrained=pretrained,
-                              weights=weights, bs=bs or 32, seed=seed, progress=progress)
-    except ModelError as e: raise RunError(str(e)) from None
-    secs = time.perf_counter() - t0
-    from defect_nb.data import IMAGENET_STATS
-    pre = dict(size=size, channels=3, clahe=clahe, mean=IMAGENET_STATS[0], std=IMAGENET_STATS[1])
-    opts = dict(backbone=backbone, tta=tta, hidden=hidden)
-    config = dict(task='classify', arch='probe', options=opts, n_out=len(classes), n_in=3, classes=classes, loss='ce',
-                  class_weights=class_weights, pretrained=True, params=sum(p.numel() for p in net.parameters()), preprocess=pre,
-                  source=source_name, data_root=_abs(table.attrs.get('path', table.attrs.get('root'))), split_file=_abs(split_file),
-                  dataset_split_file=table.attrs.get('split_file'), seed=seed, method=method, epochs=epochs if method == 'finetune' else 0,
-                  freeze_epochs=1, lr=None, bs=bs or 32, aug=aug if method == 'finetune' else False, oversample=False,
-                  monitor='valid_loss', early_stop=early_stop if method == 'finetune' else None, gamma=2.0, alpha=None,
-                  head=dict(param=rep['param'], value=rep['value'], sweep=rep['sweep'], feature_seconds=rep['feature_seconds'],
-                            fit_seconds=rep['fit_seconds'], cache_hits=rep['cache_hits'], computed=rep['computed'],
-                            feature_key=rep['settings']['key']),
-                  recipe=why, versions=_versions(), created=datetime.datetime.now().isoformat(timespec='seconds'), device='cpu')
-    row = _probe_row(rep, secs)
-    if method == 'finetune' and tta != 'none': row = _single_view(row, net, table, classes, backbone, size, clahe, pretrained, weights, bs)
-    save_state(net, out/'epoch_01.pth'); atomic_write(out/'history.csv', pd.DataFrame([row]).to_csv(index=False))
+    with _new_run(out or runs_dir()/f"{backbone}-{method}-{source_name}", overwrite) as out:
+        if progress: print(f"method {method}: frozen {backbone} features at {size} px, test-time views {tta}, "
+                           f"{'MLP head ' + str(hidden) if hidden else 'linear head'}{'; then ' + str(epochs) + ' fine-tuning epochs' if method == 'finetune' else ''} ({why})", flush=True)
+        split_file = _save_split(table, out)
+        t0 = time.perf_counter()
+        classes = list(table.attrs.get('classes') or sorted(table.label.unique()))
+        try: net, rep = fit_probe(table, classes, backbone, size, tta, clahe, hidden, class_weight=class_weights, pretrained=pretrained,
+                                  weights=weights, bs=bs or 32, seed=seed, progress=progress)
+        except ModelError as e: raise RunError(str(e)) from None
+        secs = time.perf_counter() - t0
+        from defect_nb.data import IMAGENET_STATS
+        pre = dict(size=size, channels=3, clahe=clahe, mean=IMAGENET_STATS[0], std=IMAGENET_STATS[1])
+        opts = dict(backbone=backbone, tta=tta, hidden=hidden)
+        config = dict(task='classify', arch='probe', options=opts, n_out=len(classes), n_in=3, classes=classes, loss='ce',
+                      class_weights=class_weights, pretrained=True, params=sum(p.numel() for p in net.parameters()), preprocess=pre,
+                      source=source_name, data_root=_abs(table.attrs.get('path', table.attrs.get('root'))), split_file=_abs(split_file),
+                      dataset_split_file=table.attrs.get('split_file'), seed=seed, method=method, epochs=epochs if method == 'finetune' else 0,
+                      freeze_epochs=1, lr=None, bs=bs or 32, aug=aug if method == 'finetune' else False, oversample=False,
+                      monitor='valid_loss', early_stop=early_stop if method == 'finetune' else None, gamma=2.0, alpha=None,
+                      head=dict(param=rep['param'], value=rep['value'], sweep=rep['sweep'], feature_seconds=rep['feature_seconds'],
+                                fit_seconds=rep['fit_seconds'], cache_hits=rep['cache_hits'], computed=rep['computed'],
+                                feature_key=rep['settings']['key']),
+                      recipe=why, versions=_versions(), created=datetime.datetime.now().isoformat(timespec='seconds'), device='cpu')
+        row = _probe_row(rep, secs)
+        if method == 'finetune' and tta != 'none': row = _single_view(row, net, table, classes, backbone, size, clahe, pretrained, weights, bs)
+        save_state(net, out/'epoch_01.pth')
+    atomic_write(out/'history.csv', pd.DataFrame([row]).to_csv(index=False))
     atomic_write(out/'best.pth', (out/'epoch_01.pth').read_bytes()); _plot_sweep(rep, out/'curves.png')
     config.update(best_epoch=1, best=row['valid_loss'], epochs_done=1)
     atomic_write(out/'config.json', json.dumps(config, indent=2, default=str))
@@ -361,6 +401,7 @@ def train(data, # a split table, a dataset path, or 'elpv'
           loss:str|None=None, # see `models.create_learner`
           pretrained:bool=True, # ImageNet weights for the backbone (offline for Lite0)
           weights=None, # a local backbone weights file instead
+          encoder_frozen:bool=False, # segmentation: the pretrained encoder stays frozen throughout (weights and batch-norm statistics), only the decoder trains; see tutorial 3's 'A frozen encoder and more epochs'
           bn_frozen:bool|None=None, # method 'fastai': keep batch-norm statistics frozen (default: yes for pretrained classifiers and for `tile` segmentation, see the ablation and 'Native-resolution tiles')
           early_stop:int|None=None, # stop after this many epochs without improvement of `monitor`
           monitor:str|None=None, # metric for `best.pth` and early stopping (default valid_loss; dice for binary segmentation)
@@ -374,6 +415,11 @@ def train(data, # a split table, a dataset path, or 'elpv'
     "Train a classifier or a segmenter and write a run folder with per-epoch checkpoints."
     if task not in ('classify', 'segment'): raise RunError(f"task must be 'classify' or 'segment', got {task!r}")
     key, task, tname = resolve_arch(arch, task)
+    if encoder_frozen and task != 'segment':
+        raise RunError("encoder_frozen is for segmentation; a classifier on a frozen body is method='features' (the default)")
+    if encoder_frozen and (key != 'unet_lite0' or not (pretrained or weights is not None)):   # checked before the run folder is made
+        raise RunError(f"encoder_frozen keeps a pretrained U-Net encoder fixed (unet_lite0); {arch or key} " +
+                       ("is trained from random weights, so its encoder must learn" if key == 'unet_lite0' or key == 'unet_tiny' else "has no separate encoder"))
     method, backbone = _method(method, task, key, tname, arch, pretrained, weights, options)
     arch = tname or arch or key
     if epochs < 1: raise RunError(f"epochs must be at least 1, got {epochs}")
@@ -398,32 +444,33 @@ def train(data, # a split table, a dataset path, or 'elpv'
     source_name = table.attrs.get('source', 'table')
     out = Path(out or runs_dir()/f"{arch}-{source_name}")
     rank = distributed_rank() if distributed else 0
-    if rank == 0: out = prepare_run_dir(out, overwrite)
-    main_out, out = out, (out if rank == 0 else Path(tempfile.mkdtemp(prefix=f'defect_nb-rank{rank}-')))  # only rank 0 writes the run
-    split_file = _save_split(table, out) if rank == 0 else str(main_out/'split.csv')
-    dls, dev = _loaders(table, task, size, bs, clahe, aug, oversample, num_workers, seed, device, tile, defect_share)
-    set_seed(seed)
-    learn = create_learner(dls, arch, pretrained=pretrained, weights=weights, loss=loss, class_weights=class_weights, path=out, **options)
-    learn.model.to(dev)
-    if dev.type == 'cuda': learn.to_fp16()
-    n_cls = len(learn.model_info['classes'])
-    monitor = monitor or ('dice' if task == 'segment' and n_cls == 2 else 'valid_loss')
-    names = ['train_loss', 'valid_loss'] + [getattr(m, 'name', getattr(m, '__name__', '')) for m in learn.metrics]
-    if monitor not in names: raise RunError(f"cannot monitor {monitor!r}; this learner reports {', '.join(names)}")
-    lr = lr or (2e-3 if learn.model_info['pretrained'] else 3e-3)
-    config = dict(task=task, arch=arch, options=learn.model_info['options'], n_out=learn.model_info['n_out'], n_in=learn.model_info['n_in'],
-                  classes=learn.model_info['classes'], loss=learn.model_info['loss'], class_weights=learn.model_info['class_weights'],
-                  pretrained=learn.model_info['pretrained'], params=learn.model_info['params'], preprocess=dls.preprocess,
-                  source=source_name, data_root=_abs(table.attrs.get('path', table.attrs.get('root'))), split_file=_abs(split_file),
-                  mask_classes=table.attrs.get('mask_classes') if task == 'segment' else None,
-                  normal_label=table.attrs.get('normal_label') if task == 'segment' else None,
-                  dataset_split_file=table.attrs.get('split_file'),
-                  seed=seed, epochs=epochs, freeze_epochs=freeze_epochs if learn.model_info['pretrained'] else 0, lr=lr, bs=bs,
-                  aug=aug, oversample=oversample, monitor=monitor, early_stop=early_stop, gamma=learn.model_info['gamma'],
-                  alpha=learn.model_info['alpha'], versions=_versions(),
-                  created=datetime.datetime.now().isoformat(timespec='seconds'), device=str(dev), method='fastai',
-                  bn_frozen=bool((task == 'classify' or tile) and learn.model_info['pretrained']) if bn_frozen is None else bool(bn_frozen))
-    atomic_write(out/'config.json', json.dumps(config, indent=2, default=str))
+    with (_new_run(out, overwrite) if rank == 0 else nullcontext(out)) as out:
+        main_out, out = out, (out if rank == 0 else Path(tempfile.mkdtemp(prefix=f'defect_nb-rank{rank}-')))  # only rank 0 writes the run
+        split_file = _save_split(table, out) if rank == 0 else str(main_out/'split.csv')
+        dls, dev = _loaders(table, task, size, bs, clahe, aug, oversample, num_workers, seed, device, tile, defect_share)
+        set_seed(seed)
+        learn = create_learner(dls, arch, pretrained=pretrained, weights=weights, loss=loss, class_weights=class_weights, path=out, **options)
+        learn.model.to(dev)
+        if dev.type == 'cuda': learn.to_fp16()
+        n_cls = len(learn.model_info['classes'])
+        monitor = monitor or ('dice' if task == 'segment' and n_cls == 2 else 'valid_loss')
+        names = ['train_loss', 'valid_loss'] + [getattr(m, 'name', getattr(m, '__name__', '')) for m in learn.metrics]
+        if monitor not in names: raise RunError(f"cannot monitor {monitor!r}; this learner reports {', '.join(names)}")
+        lr = lr or (2e-3 if learn.model_info['pretrained'] else 3e-3)
+        config = dict(task=task, arch=arch, options=learn.model_info['options'], n_out=learn.model_info['n_out'], n_in=learn.model_info['n_in'],
+                      classes=learn.model_info['classes'], loss=learn.model_info['loss'], class_weights=learn.model_info['class_weights'],
+                      pretrained=learn.model_info['pretrained'], params=learn.model_info['params'], preprocess=dls.preprocess,
+                      source=source_name, data_root=_abs(table.attrs.get('path', table.attrs.get('root'))), split_file=_abs(split_file),
+                      mask_classes=table.attrs.get('mask_classes') if task == 'segment' else None,
+                      normal_label=table.attrs.get('normal_label') if task == 'segment' else None,
+                      dataset_split_file=table.attrs.get('split_file'),
+                      seed=seed, epochs=epochs, freeze_epochs=freeze_epochs if learn.model_info['pretrained'] else 0, lr=lr, bs=bs,
+                      aug=aug, oversample=oversample, monitor=monitor, early_stop=early_stop, gamma=learn.model_info['gamma'],
+                      alpha=learn.model_info['alpha'], versions=_versions(),
+                      created=datetime.datetime.now().isoformat(timespec='seconds'), device=str(dev), method='fastai',
+                      encoder_frozen=bool(encoder_frozen),
+                      bn_frozen=bool((task == 'classify' or tile) and learn.model_info['pretrained']) if bn_frozen is None else bool(bn_frozen))
+        atomic_write(out/'config.json', json.dumps(config, indent=2, default=str))
     try: run = _fit(learn, config, out, RunSaver(out, monitor), cbs, progress, distributed)
     finally:
         if out != main_out: shutil.rmtree(out, ignore_errors=True)
@@ -439,7 +486,8 @@ def _broadcast(self, t, rank):
 
 def _fit(learn, config, out, saver, cbs, progress, distributed, done=0):
     "fastai's `fine_tune` schedule (one-cycle when from scratch) from epoch `done`, with the run folder kept up to date."
-    cbs = [saver] + list(cbs or []) + ([FrozenBN()] if config.get('bn_frozen') and config.get('method') != 'finetune' else [])
+    cbs = [saver] + list(cbs or []) + ([FrozenBN()] if config.get('bn_frozen') and config.get('method') != 'finetune' else []) \
+        + ([FreezeEncoder()] if config.get('encoder_frozen') else [])
     if config.get('early_stop'):
         m = config['monitor']; cbs.append(EarlyStoppingCallback(monitor=m, comp=np.less if _lower_is_better(m) else np.greater, patience=config['early_stop']))
     if not progress: learn.remove_cbs([c for c in learn.cbs if type(c).__name__ == 'ProgressCallback']); learn.logger = lambda *a, **k: None

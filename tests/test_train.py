@@ -90,7 +90,25 @@ def test_cli_train(cli, synth_small, tmp_path):
     (['--arch', 'unet_tiny'], 'is a segment architecture'),
     (['--task', 'segment', '--loss', 'bce'], 'unknown segmentation loss'),
     (['--weights', 'missing.pth', '--arch', 'efficientnet_lite0'], 'does not exist'),
+    (['--task', 'segment', '--arch', 'unet_tiny', '--encoder-frozen'], 'trained from random weights'),
+    (['--task', 'segment', '--arch', 'dynamic_unet', '--encoder-frozen'], 'has no separate encoder'),
+    (['--encoder-frozen'], "method='features'"),
 ])
-def test_cli_train_bad_options(cli, synth_small, args, words):
+def test_cli_train_bad_options(cli, synth_small, tmp_path, args, words):
     r = cli('train', '--data', synth_small, '--epochs', '1', '--size', '48', '--out', 'runs/y', *args, env={'HF_HUB_OFFLINE': '1'})
     assert r.returncode == 2 and words in r.stderr and 'Traceback' not in r.stderr, r.stderr[-1500:]
+    assert not (tmp_path / 'runs' / 'y').exists()                      # refused before a run folder is made
+
+
+def test_failed_setup_keeps_the_previous_run(table, tmp_path):
+    "A run that fails while being set up (here a bad loss) puts back the run it was to overwrite and leaves no new folder behind."
+    kw = dict(epochs=1, size=48, bs=8, num_workers=0, progress=False)
+    r = train_classifier(table, 'small_cnn', out=tmp_path / 'a', **kw)
+    before = {f.name: f.read_bytes() for f in r.path.iterdir()}
+    with pytest.raises(Exception, match='loss'): train_classifier(table, 'small_cnn', loss='nope', out=tmp_path / 'a', overwrite=True, **kw)
+    assert {f.name: f.read_bytes() for f in r.path.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['a']          # nothing set aside is left behind
+    with pytest.raises(Exception, match='loss'): train_classifier(table, 'small_cnn', loss='nope', out=tmp_path / 'b', **kw)
+    assert not (tmp_path / 'b').exists()
+    r2 = train_classifier(table, 'small_cnn', out=tmp_path / 'a', overwrite=True, seed=1, **kw)   # a good overwrite replaces it
+    assert (r2.path / 'epoch_01.pth').read_bytes() != before['epoch_01.pth'] and sorted(p.name for p in tmp_path.iterdir()) == ['a']
