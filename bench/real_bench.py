@@ -382,7 +382,7 @@ def summary(results=RESULTS):
                     f"{sizetxt(r)}, {r['epochs']} | {r['train_seconds']:.0f} ({r['train_img_s']:.0f}) | {speed} |")
         for extra in sorted(Path(results).glob(f'{name}-*.json')):          # other methods on the same benchmark
             e2 = json.loads(extra.read_text())
-            if e2.get('smoke'): continue
+            if e2.get('smoke') or not str(e2.get('command', '')).startswith('python bench/real_bench.py'): continue   # another script's study (e.g. frozen_encoder.py)
             what = f"{e2['method']}, one mask class per defect type" if e2.get('miou_classes') is not None else e2['method']
             if e2.get('tile'): what += f", native resolution, {e2['tile']} px training tiles"
             if e2.get('image_auroc') is not None and 'image_auroc' in keys: what += f"; image AUROC {e2['image_auroc']:.3f}"
