@@ -46,7 +46,8 @@ RECIPES = {
                       method='finetune',   # the head, then 3 epochs: 98.1% against the head's 96.2% (bench/results/finetune_check.md)
                       protocol='train/valid from generator seed 0 (200 per class, 80/20), test = 60 per class from held-out seed 1',
                       anchors=[], goal=('accuracy', 0.98)),
-    'synth-seg': dict(title='Synthetic steel, defect segmentation', task='segment', arch='unet_lite0', size=160, epochs=8, bs=8, loss='ce_dice',
+    'synth-seg': dict(title='Synthetic steel, defect segmentation', task='segment', arch='unet_lite0', size=160, epochs=14, bs=8, loss='ce_dice',
+                      encoder_frozen=True,   # 1 + 14 decoder epochs: Dice 0.864 against 0.835 for 1 + 5 fine-tuned, in the same 10 minutes
                       protocol='train/valid from generator seed 0 (200 per class, 80/20), test = 60 per class from held-out seed 1',
                       anchors=[], goal=('dice_defective', 0.85)),
 }
