@@ -211,7 +211,8 @@ def run_one(name, a):
     seg_task = r['task'] == 'segment'                        # a separate results file per scheme: the default row stays
     enc_frozen = seg_task and (r.get('encoder_frozen', False) if a.encoder is None else a.encoder == 'frozen')
     suffix = ('-classes' if a.mask_classes and seg_task else '') + ('-tiles' if a.tile and seg_task else '') \
-        + (f"-encoder-{a.encoder}" if seg_task and a.encoder and enc_frozen != r.get('encoder_frozen', False) else '')   # not the recipe's own: its own file
+        + (f"-encoder-{a.encoder}" if seg_task and a.encoder and enc_frozen != r.get('encoder_frozen', False) else '') \
+        + (f"-{a.size}px" if seg_task and a.size and a.size != r['size'] and not a.smoke else '')   # not the recipe's own: its own file
     run = work / (name + ('' if method == 'features' or seg_task else f'-{method}') + suffix + ('-smoke' if a.smoke else ''))
     table = table_for(name, a, work)
     if a.mask_classes and seg_task:
