@@ -241,7 +241,8 @@ def quality(probs:np.ndarray, # probabilities, N×C (classify) or N×C×H×W (se
 def _predict(session, x, bs=32): return np.concatenate([session.run(None, {'input': x[i:i + bs]})[0] for i in range(0, len(x), bs)])
 
 # %% ../nbs/07_export.ipynb #f51b2669
-def activation_bounds(model) -> dict:
+def activation_bounds(model, # an ONNX model: a path or an `onnx.ModelProto`
+                     ) -> dict:
     """{tensor: (low, high)} for the outputs of Relu and Clip nodes whose bounds are constants: the values such a tensor can
     take in the FP32 model. onnxruntime folds these activations into the quantisation range of the node before them, so
     the 'pre-QDQ' tensor its debugging helpers report under the activation's name is the unclipped input (measured on
