@@ -255,15 +255,11 @@ def activation_bounds(model, # an ONNX model: a path or an `onnx.ModelProto`
     for n in m.graph.node:
         if n.op_type == 'Relu': out[n.output[0]] = (0.0, np.inf)
         elif n.op_type == 'Clip':
-            lo = hi = None
-            if len(n.input) > 1: lo = const.get(n.input[1]) if n.input[1] else -np.inf
-            if len(n.input) > 2: hi = const.get(n.input[2]) if n.input[2] else np.inf
-            for a in n.attribute: # opset < 11
-                if a.name == 'min': lo = a.f
-                if a.name == 'max': hi = a.f
-            lo = -np.inf if lo is None and len(n.input) <= 1 else lo
-            hi = np.inf if hi is None and len(n.input) <= 2 else hi
-            if lo is not None and hi is not None: out[n.output[0]] = (float(lo), float(hi))
+            attr = {a.name: a.f for a in n.attribute}                      # opset < 11 gives the bounds as attributes
+            lo_in, hi_in = (list(n.input[1:3]) + ['', ''])[:2]            # a missing or empty input: no bound
+            lo = const.get(lo_in) if lo_in else attr.get('min', -np.inf)
+            hi = const.get(hi_in) if hi_in else attr.get('max', np.inf)
+            if lo is not None and hi is not None: out[n.output[0]] = (float(lo), float(hi))   # a computed bound: left out
     return out
 
 def node_noise(fp32_path, # the FP32 model, pre-processed (`preprocess_onnx`)
