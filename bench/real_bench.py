@@ -1,6 +1,7 @@
 """Benchmarks on real data (and the synthetic default) against published anchors.
 
     python bench/real_bench.py NAME [--smoke] [--reuse] [--method features|finetune|fastai] [--epochs N] [--size PX] [--cv K]
+                         [--encoder frozen|tuned] [--decoder W W W W [W]] [--tile PX] [--mask-classes label]
     python bench/real_bench.py --summary          # bench/results/real.md from the results files
 
 NAME is one of: neu, elpv, mt, synth-cls, synth-seg (`elpv` reports both the 4-class and the binary protocol from one
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+DECODER = (96, 64, 32, 16)        # unet_lite0's default decoder widths (models.TimmUNet)
 RESULTS = ROOT / 'bench' / 'results'
 
 # Frozen-feature settings (bench/results/probe_sweep_*.md): synth-cls takes the sweep's best validation loss (Lite0, 288 px, eight
@@ -212,7 +214,8 @@ def run_one(name, a):
     enc_frozen = seg_task and (r.get('encoder_frozen', False) if a.encoder is None else a.encoder == 'frozen')
     suffix = ('-classes' if a.mask_classes and seg_task else '') + ('-tiles' if a.tile and seg_task else '') \
         + (f"-encoder-{a.encoder}" if seg_task and a.encoder and enc_frozen != r.get('encoder_frozen', False) else '') \
-        + (f"-{a.size}px" if seg_task and a.size and a.size != r['size'] and not a.smoke else '')   # not the recipe's own: its own file
+        + (f"-{a.size}px" if seg_task and a.size and a.size != r['size'] and not a.smoke else '') \
+        + ('-decoder-' + '-'.join(map(str, a.decoder)) if seg_task and a.decoder and tuple(a.decoder) != tuple(r.get('decoder', DECODER)) else '')   # not the recipe's own: its own file
     run = work / (name + ('' if method == 'features' or seg_task else f'-{method}') + suffix + ('-smoke' if a.smoke else ''))
     table = table_for(name, a, work)
     if a.mask_classes and seg_task:
@@ -231,7 +234,8 @@ def run_one(name, a):
         where = f"native resolution on {seg['tile']} px tiles" if seg else f"{size} px"
         print(f"{name}: training {r['arch']} at {where}, 1 frozen + {epochs} epochs on {n_train} images", flush=True)
         train(table, r['task'], r['arch'], method='fastai', epochs=epochs, size=size, bs=r['bs'], out=run, overwrite=True, seed=42,
-              loss=r.get('loss'), lr=a.lr, progress=not a.smoke, encoder_frozen=enc_frozen, **seg)
+              loss=r.get('loss'), lr=a.lr, progress=not a.smoke, encoder_frozen=enc_frozen, **seg,
+              **(dict(decoder=tuple(a.decoder or r['decoder'])) if seg_task and (a.decoder or r.get('decoder')) else {}))
     cfg = load_config(run); hist = pd.read_csv(run / 'history.csv')
     train_s = float(hist.seconds.sum()); n_valid = int((table.split == 'valid').sum())
     ev = evaluate(run, 'test', progress=False)
@@ -245,8 +249,9 @@ def run_one(name, a):
                machine=machine(), command='python bench/real_bench.py ' + name + (' --smoke' if a.smoke else '')
                + (f' --method {a.method}' if a.method else '') + (f' --cv {a.cv}' if a.cv else '')
                + (f' --epochs {a.epochs}' if a.epochs and not a.smoke else '') + (f' --size {a.size}' if a.size and not a.smoke else '')
-               + (f' --tile {a.tile} --defect-share {a.defect_share}' if a.tile else '') + (f' --lr {a.lr:g}' if a.lr else '') + (' --mask-classes label' if a.mask_classes else '') + (f' --encoder {a.encoder}' if a.encoder and seg_task else '') + (' --reuse' if a.reuse else ''))
-    if seg_task: res['encoder_frozen'] = bool(cfg.get('encoder_frozen'))
+               + (f' --tile {a.tile} --defect-share {a.defect_share}' if a.tile else '') + (f' --lr {a.lr:g}' if a.lr else '') + (' --mask-classes label' if a.mask_classes else '') + (f' --encoder {a.encoder}' if a.encoder and seg_task else '')
+               + (' --decoder ' + ' '.join(map(str, a.decoder)) if a.decoder and seg_task else '') + (' --reuse' if a.reuse else ''))
+    if seg_task: res['encoder_frozen'] = bool(cfg.get('encoder_frozen')); res['decoder'] = list(cfg.get('options', {}).get('decoder', DECODER))
     if cfg_m != 'fastai': res['head'] = {k: cfg['head'][k] for k in ('param', 'value', 'feature_seconds', 'fit_seconds', 'cache_hits', 'computed')}
     res.update(classify_report(ev, cfg, name) if r['task'] == 'classify' else segment_report(ev, cfg))
     if a.cv and r['task'] == 'classify': res['cv'] = cross_validate(name, a, table, work, a.cv, method, size, r)
@@ -259,8 +264,9 @@ def run_one(name, a):
     fname = name + ('' if method == r.get('method', 'features') or r['task'] == 'segment' else f'-{method}') + suffix   # a method other than the recipe's own: its own file
     old = out / f'{fname}.json'
     if old.exists():                                           # keep the previous figures beside the new ones
-        o = json.loads(old.read_text()); keep = ('accuracy', 'binary_accuracy', 'dice_defective', 'iou_defective', 'image_auroc', 'train_seconds', 'epochs', 'size', 'method', 'arch', 'tile', 'encoder_frozen')
-        same = o.get('method', 'fastai') == res['method'] and o.get('tile') == res.get('tile') and bool(o.get('encoder_frozen')) == bool(res.get('encoder_frozen'))
+        o = json.loads(old.read_text()); keep = ('accuracy', 'binary_accuracy', 'dice_defective', 'iou_defective', 'image_auroc', 'train_seconds', 'epochs', 'size', 'method', 'arch', 'tile', 'encoder_frozen', 'decoder')
+        same = o.get('method', 'fastai') == res['method'] and o.get('tile') == res.get('tile') and bool(o.get('encoder_frozen')) == bool(res.get('encoder_frozen')) \
+            and o.get('decoder', list(DECODER)) == res.get('decoder', list(DECODER))
         res['before'] = o.get('before') if same and 'before' in o else {k: o.get(k) for k in keep if k in o}
         if res['before'] is not None: res['before'].setdefault('method', 'fastai')
         if a.reuse and not a.cv and o.get('cv') and same and o.get('size') == res.get('size'):   # a re-report keeps the cross-validation of the same run
@@ -387,6 +393,7 @@ def summary(results=RESULTS):
             if e2.get('smoke') or not str(e2.get('command', '')).startswith('python bench/real_bench.py'): continue   # another script's study (e.g. frozen_encoder.py)
             what = f"{e2['method']}, one mask class per defect type" if e2.get('miou_classes') is not None else e2['method']
             if e2.get('tile'): what += f", native resolution, {e2['tile']} px training tiles"
+            if e2.get('decoder') and len(e2['decoder']) > len(DECODER): what += f", full-resolution decoder stage ({e2['decoder'][-1]} channels)"
             if e2.get('image_auroc') is not None and 'image_auroc' in keys: what += f"; image AUROC {e2['image_auroc']:.3f}"
             shown = '<br>'.join(show(k, e2.get(k), e2.get(k + '_ci')) for k in keys[:1]) + (f"<br>mIoU ({len(e2['class_iou'])} classes) {e2['miou_classes']:.3f}" if e2.get('miou_classes') is not None else '')
             rows.append(f"| {r['title']} ({what}) | {shown} | | | {e2['arch']}, {sizetxt(e2)}, {e2['epochs']} "
@@ -405,6 +412,8 @@ def main():
     ap.add_argument('--mask-classes', choices=['label'], help="segmentation: one mask class per defect label (mIoU over classes, as published)")
     ap.add_argument('--lr', type=float, help="learning rate of the fastai recipes (default: the library's)")
     ap.add_argument('--encoder', choices=['frozen', 'tuned'], help="segmentation: keep the U-Net's encoder frozen throughout, or fine-tune it (default: the recipe's)")
+    ap.add_argument('--decoder', type=int, nargs='+', help="segmentation: the U-Net's decoder widths, deepest first; one more than the "
+                    f"encoder's skips adds a full-resolution stage (default: the recipe's, else {' '.join(map(str, DECODER))})")
     ap.add_argument('--defect-share', type=float, default=0.5, help='with --tile: share of training tiles centred near a defect')
     ap.add_argument('--method', choices=['features', 'finetune', 'fastai'], help='classification method (default: features)')
     ap.add_argument('--cv', type=int, help='also K-fold cross-validate the classification recipe')

@@ -255,26 +255,31 @@ class TimmUNet(nn.Module):
                  n_in=3, # input channels
                  pretrained=True, # ImageNet weights for the encoder (see `timm_backbone`)
                  weights=None, # a local weights file for the encoder, overrides `pretrained`
-                 decoder=(96, 64, 32, 16), # decoder widths, one per skip connection, deepest first
+                 decoder=(96, 64, 32, 16), # decoder widths, one per skip connection, deepest first; one more adds a full-resolution stage
                 ):
         super().__init__()
         self.encoder = timm_backbone(encoder, pretrained, weights, features_only=True, in_chans=n_in)
-        chs = self.encoder.feature_info.channels()
-        if len(decoder) != len(chs) - 1: raise ModelError(f"decoder needs {len(chs) - 1} widths for encoder {encoder!r}, got {len(decoder)}")
+        chs = self.encoder.feature_info.channels(); n = len(chs) - 1
+        if len(decoder) not in (n, n + 1):
+            raise ModelError(f"decoder needs {n} widths for encoder {encoder!r} ({n + 1} for a full-resolution stage), got {len(decoder)}")
         skips, c, blocks = chs[:-1][::-1], chs[-1], []
         for s, w in zip(skips, decoder): blocks.append(DecoderBlock(c, s, w)); c = w
+        self.stem = None                                   # full resolution: the input's own conv-BN-ReLU is the last skip
+        if len(decoder) == n + 1: w = decoder[-1]; self.stem = _conv_bn_relu(n_in, w); blocks.append(DecoderBlock(c, w, w)); c = w
         self.decoder = nn.ModuleList(blocks)
         self.head = nn.Conv2d(c, n_out, 1)
     def forward(self, x):
         feats = self.encoder(x); y = feats[-1]
-        for blk, s in zip(self.decoder, feats[:-1][::-1]): y = blk(y, s)
-        return F.interpolate(self.head(y), size=x.shape[-2:], mode='bilinear', align_corners=False)
+        skips = feats[:-1][::-1] + ([self.stem(x)] if self.stem is not None else [])
+        for blk, s in zip(self.decoder, skips): y = blk(y, s)
+        y = self.head(y)
+        return y if y.shape[-2:] == x.shape[-2:] else F.interpolate(y, size=x.shape[-2:], mode='bilinear', align_corners=False)
 
 @register('unet_lite0', 'segment', options=('encoder', 'decoder'))
 def _unet_lite0(n_out, n_in=3, pretrained=True, weights=None, img_size=None, **kw):
     "timm features_only encoder (EfficientNet-Lite0 by default) + slim decoder 96-64-32-16: the CPU default."
     m = TimmUNet(n_out, n_in=n_in, pretrained=pretrained, weights=weights, **kw)
-    return m, lambda m: L(m.encoder, nn.ModuleList([m.decoder, m.head])).map(params)
+    return m, lambda m: L(m.encoder, nn.ModuleList([m.decoder, m.head] + ([m.stem] if m.stem is not None else []))).map(params)
 
 # %% ../nbs/03_models.ipynb #a0570569
 def timm_body(name='efficientnet_lite0', # a timm model name
