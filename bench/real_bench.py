@@ -48,10 +48,11 @@ RECIPES = {
                       method='finetune',   # the head, then 3 epochs: 98.1% against the head's 96.2% (bench/results/finetune_check.md)
                       protocol='train/valid from generator seed 0 (200 per class, 80/20), test = 60 per class from held-out seed 1',
                       anchors=[], goal=('accuracy', 0.98)),
-    'synth-seg': dict(title='Synthetic steel, defect segmentation', task='segment', arch='unet_lite0', size=160, epochs=14, bs=8, loss='ce_dice',
-                      encoder_frozen=True,   # 1 + 14 decoder epochs: Dice 0.864 against 0.835 for 1 + 5 fine-tuned, in the same 10 minutes
+    'synth-seg': dict(title='Synthetic steel, defect segmentation', task='segment', arch='unet_lite0', size=200, epochs=14, bs=8, loss='ce_dice',
+                      encoder_frozen=True,   # 1 + 14 decoder epochs: Dice 0.864 against 0.835 for 1 + 5 fine-tuned, in the same 10 minutes (160 px)
+                      # the images' own 200 px instead of 160: Dice 0.890 against 0.864, in 1,518 s against 589 s (session 16)
                       protocol='train/valid from generator seed 0 (200 per class, 80/20), test = 60 per class from held-out seed 1',
-                      anchors=[], goal=('dice_defective', 0.85)),
+                      anchors=[], goal=('dice_defective', 0.90)),   # issue 15's goal
 }
 
 
@@ -266,7 +267,7 @@ def run_one(name, a):
     if old.exists():                                           # keep the previous figures beside the new ones
         o = json.loads(old.read_text()); keep = ('accuracy', 'binary_accuracy', 'dice_defective', 'iou_defective', 'image_auroc', 'train_seconds', 'epochs', 'size', 'method', 'arch', 'tile', 'encoder_frozen', 'decoder')
         same = o.get('method', 'fastai') == res['method'] and o.get('tile') == res.get('tile') and bool(o.get('encoder_frozen')) == bool(res.get('encoder_frozen')) \
-            and o.get('decoder', list(DECODER)) == res.get('decoder', list(DECODER))
+            and o.get('decoder', list(DECODER)) == res.get('decoder', list(DECODER)) and o.get('size') == res.get('size')
         res['before'] = o.get('before') if same and 'before' in o else {k: o.get(k) for k in keep if k in o}
         if res['before'] is not None: res['before'].setdefault('method', 'fastai')
         if a.reuse and not a.cv and o.get('cv') and same and o.get('size') == res.get('size'):   # a re-report keeps the cross-validation of the same run
