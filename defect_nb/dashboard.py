@@ -261,7 +261,8 @@ def bars_png(probabilities:dict, # {class: probability}
     import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
     cs, ps = list(probabilities), list(probabilities.values())
     fig, ax = plt.subplots(figsize=(width, 0.32 * len(cs) + 0.5))
-    ax.barh(cs, ps, color=['tab:red' if p == max(ps) else 'tab:gray' for p in ps]); ax.set_xlim(0, 1); ax.invert_yaxis()
+    top = ['tab:blue' if p == max(ps) else 'tab:gray' for p in ps]          # blue, not red: a top class 'ok' in red read as a defect
+    ax.barh(cs, ps, color=top); ax.set_xlim(0, 1); ax.invert_yaxis()
     ax.tick_params(labelsize=8); fig.tight_layout()
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=80); plt.close(fig); return buf.getvalue()
 
