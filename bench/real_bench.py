@@ -216,7 +216,8 @@ def run_one(name, a):
     suffix = ('-classes' if a.mask_classes and seg_task else '') + ('-tiles' if a.tile and seg_task else '') \
         + (f"-encoder-{a.encoder}" if seg_task and a.encoder and enc_frozen != r.get('encoder_frozen', False) else '') \
         + (f"-{a.size}px" if seg_task and a.size and a.size != r['size'] and not a.smoke else '') \
-        + ('-decoder-' + '-'.join(map(str, a.decoder)) if seg_task and a.decoder and tuple(a.decoder) != tuple(r.get('decoder', DECODER)) else '')   # not the recipe's own: its own file
+        + ('-decoder-' + '-'.join(map(str, a.decoder)) if seg_task and a.decoder and tuple(a.decoder) != tuple(r.get('decoder', DECODER)) else '') \
+        + (f'-lr-{a.lr:g}' if a.lr and not a.smoke else '')   # not the recipe's own: its own file
     run = work / (name + ('' if method == 'features' or seg_task else f'-{method}') + suffix + ('-smoke' if a.smoke else ''))
     table = table_for(name, a, work)
     if a.mask_classes and seg_task:
@@ -411,7 +412,7 @@ def main():
     ap.add_argument('--epochs', type=int); ap.add_argument('--size', type=int)
     ap.add_argument('--tile', type=int, help='segmentation: train on native-resolution tiles of this side, evaluate whole images')
     ap.add_argument('--mask-classes', choices=['label'], help="segmentation: one mask class per defect label (mIoU over classes, as published)")
-    ap.add_argument('--lr', type=float, help="learning rate of the fastai recipes (default: the library's)")
+    ap.add_argument('--lr', type=float, help="learning rate of the fastai recipes (default: the library's); writes its own results file, NAME[-…]-lr-LR")
     ap.add_argument('--encoder', choices=['frozen', 'tuned'], help="segmentation: keep the U-Net's encoder frozen throughout, or fine-tune it (default: the recipe's)")
     ap.add_argument('--decoder', type=int, nargs='+', help="segmentation: the U-Net's decoder widths, deepest first; one more than the "
                     f"encoder's skips adds a full-resolution stage (default: the recipe's, else {' '.join(map(str, DECODER))})")
