@@ -94,7 +94,7 @@ def main():
         i8 = int8.get(k.rsplit('_', 1)[-1]) if k.startswith('onnx_int8') else None
         method = f"{i8['method']}, {len(i8.get('excluded_nodes', []))} nodes FP32" if i8 and i8['mode'] == 'static' else i8['method'] if i8 else '—'
         valid = f"{i8['agreement']:.4f}" if i8 else '1.0000' if k == 'onnx_fp32' else '—'
-        default = ('yes' if i8['passes'] else 'no: FP32') if i8 else '—'
+        default = ('yes' if i8.get('default', i8['passes']) else 'no: FP32') if i8 else '—'
         lines.append(f"| {k} | {method} | {v.get('mb', float('nan')):.1f} | {v['accuracy']:.4f} | {v.get('agreement', 1):.4f} | {valid} | {default} | {v['b1_img_s']:.1f} | "
                      f"{v['b1_p50_ms']:.1f} | {v['b1_p95_ms']:.1f} | {v['batch_img_s']:.1f} | {v['batch_img_s'] / pt['batch_img_s']:.2f} |")
     lines += ['', *(f"INT8 {mode}: {v['reason']}." for mode, v in int8.items())]

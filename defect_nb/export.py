@@ -20,10 +20,10 @@ from .evaluate import run_table, negative_class
 from .models import TTA_VIEWS
 
 # %% auto #0
-__all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'CALIB_METHODS', 'INT8_BAR', 'ExportError', 'Probabilities', 'to_onnx',
-           'ort_session', 'model_inputs', 'centre_tile', 'parity', 'calibration_rows', 'agreement', 'preprocess_onnx',
-           'output_nodes', 'tail_nodes', 'head_nodes', 'quantize', 'speed', 'quality', 'activation_bounds',
-           'node_noise', 'int8_search', 'export_bundle']
+__all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'CALIB_METHODS', 'INT8_BAR', 'INT8_MIN_SPEEDUP', 'ExportError', 'Probabilities',
+           'to_onnx', 'ort_session', 'model_inputs', 'centre_tile', 'parity', 'calibration_rows', 'agreement',
+           'preprocess_onnx', 'output_nodes', 'tail_nodes', 'head_nodes', 'quantize', 'speed', 'quality',
+           'activation_bounds', 'node_noise', 'int8_search', 'export_bundle']
 
 # %% ../nbs/07_export.ipynb #cf97c01b
 class ExportError(RuntimeError):
@@ -106,6 +106,7 @@ def parity(model:nn.Module, # the PyTorch model
 # %% ../nbs/07_export.ipynb #5b201e4b
 CALIB_METHODS = {'minmax': CalibrationMethod.MinMax, 'percentile': CalibrationMethod.Percentile, 'entropy': CalibrationMethod.Entropy}
 INT8_BAR = dict(agreement=0.99, max_drop=0.005)   # INT8 is the bundle's default only above this agreement and within this drop
+INT8_MIN_SPEEDUP = 1.2   # ... and only at this many times the FP32 ONNX's speed at batch 1 (export's measurement): a slower INT8 changes answers for nothing
 
 def calibration_rows(run, # a run folder
                      n:int=128, # calibration images wanted
@@ -357,7 +358,17 @@ def _bar_reason(r:dict, task:str) -> str:
     q = 'accuracy' if task == 'classify' else 'Dice'
     fig = (f"{what} {r['agreement']:.4f} on {r['n_valid']} validation images (bar {r['bar']['agreement']}), "
            f"{q} {100 * -r['drop']:+.2f} points from FP32 (bar -{100 * r['bar']['max_drop']:.1f})")
-    return f"INT8 is the default: {fig}" if r['passes'] else f"FP32 is the default: INT8 misses the bar: {fig}"
+    if not r['passes']: return f"FP32 is the default: INT8 misses the bar: {fig}"
+    s = r.get('speedup')
+    if s is None: return f"INT8 is the default: {fig}; its speed was not measured (report=False)"
+    sp = f"{s:.2f}× the FP32 model's images per second at batch 1 (at least {INT8_MIN_SPEEDUP}× asked)"
+    return f"INT8 is the default: {fig}; {sp}" if r['default'] else f"FP32 is the default: INT8 holds the bar ({fig}) but runs at only {sp}"
+
+def _int8_verdict(r:dict, task:str, speedup:float|None) -> dict:
+    "Set the bundle.json 'int8' entry's `speedup`, `default` (the bar held and, where measured, fast enough) and `reason`."
+    r.update(speedup=speedup, default=bool(r['passes'] and (speedup is None or speedup >= INT8_MIN_SPEEDUP)))
+    r['reason'] = _bar_reason(r, task)
+    return r
 
 def _make_int8(run, cfg, fp32, out, mode, calib_n, methods, bar, valid_n, seed) -> dict:
     "Write the INT8 model of a bundle and measure it against the bar on the validation split: the bundle.json 'int8' entry."
@@ -381,7 +392,6 @@ def _make_int8(run, cfg, fp32, out, mode, calib_n, methods, bar, valid_n, seed) 
         r = dict(mode='dynamic', method='dynamic', n_valid=int(len(xv)), agreement=a, fp32=q32, int8=q8, drop=q32 - q8, bar=bar,
                  passes=a >= bar['agreement'] and q32 - q8 <= bar['max_drop'] + 1e-9)
     r.update(measure='top-1 agreement' if cfg['task'] == 'classify' else 'mask Dice', quality='accuracy' if cfg['task'] == 'classify' else 'dice_mean')
-    r['reason'] = _bar_reason(r, cfg['task'])
     return r
 
 # %% ../nbs/07_export.ipynb #b54f810b
@@ -436,8 +446,6 @@ def export_bundle(run, # a run folder
         int8 = None
         if quantize_mode:
             int8 = _make_int8(run, cfg, tmp/'model.onnx', tmp/'model.int8.onnx', quantize_mode, calib_n, calib_methods, bar, valid_n, seed)
-            int8['kept'] = int8['passes'] or keep_int8
-            if int8['kept']: files.append('model.int8.onnx')
         reports = {}
         if report:
             x = model_inputs([load_image(p) for p in rows.image], pre)
@@ -459,11 +467,17 @@ def export_bundle(run, # a run folder
                                         agreement=1.0, **speed(s32, x[:1], xb))
             if quantize_mode:                                                    # measured even when it is not kept
                 s8 = ort_session(tmp/'model.int8.onnx'); p8 = _predict(s8, x)
-                reports[f'onnx_int8_{quantize_mode}'] = dict(file='model.int8.onnx' if int8['kept'] else None, default=int8['passes'], mb=os.path.getsize(tmp/'model.int8.onnx') / 2**20,
+                reports[f'onnx_int8_{quantize_mode}'] = dict(mb=os.path.getsize(tmp/'model.int8.onnx') / 2**20,
                                                              **quality(p8, rows, cfg), agreement=agreement(p32, p8), method=int8.get('method'),
                                                              max_abs_diff=float(np.abs(p8 - p32).max()), **speed(s8, x[:1], xb))
             for r in reports.values(): r.update(n_images=int(len(rows)))
-        if int8 and not int8['kept']: os.remove(tmp/'model.int8.onnx')
+        if int8:                                                    # the default: the bar held, and faster than FP32 where measured
+            r8 = reports.get(f'onnx_int8_{quantize_mode}')
+            _int8_verdict(int8, cfg['task'], r8['b1_img_s'] / reports['onnx_fp32']['b1_img_s'] if r8 else None)
+            int8['kept'] = int8['default'] or keep_int8
+            if r8: r8.update(file='model.int8.onnx' if int8['kept'] else None, default=int8['default'])
+            if int8['kept']: files.append('model.int8.onnx')
+            else: os.remove(tmp/'model.int8.onnx')
         thr_file, met_file = run/'threshold.json', run/'metrics.json'
         thr = json.loads(thr_file.read_text()) if thr_file.exists() else {}
         classes = cfg['classes']; side = pre.get('max_side') or NATIVE_MAX_SIDE    # native resolution: larger images in windows
@@ -479,7 +493,7 @@ def export_bundle(run, # a run folder
                     **(dict(min_area=int(thr.get('min_area', 20)), image_score=thr.get('image_score', 'max_prob')) if cfg['task'] == 'segment' else {}),
                     negative_class=negative_class(classes) if cfg['task'] == 'classify' else classes[0],
                     metrics={k: v for k, v in json.loads(met_file.read_text()).items() if not isinstance(v, (dict, list))} if met_file.exists() else {},
-                    quantization=quantize_mode, default_variant='int8' if int8 and int8['passes'] else 'fp32',
+                    quantization=quantize_mode, default_variant='int8' if int8 and int8['default'] else 'fp32',
                     default_reason=int8['reason'] if int8 else 'no INT8 model was asked for', int8=int8, parity=par, report=reports, run=str(run), epoch=epoch,
                     versions=dict(defect_nb=defect_nb.__version__, torch=torch.__version__, onnx=onnx.__version__, onnxruntime=ort.__version__,
                                   python=platform.python_version()),

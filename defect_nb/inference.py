@@ -316,7 +316,7 @@ _VARIANT_FILES = {'fp32': 'model.onnx', 'int8': 'model.int8.onnx'}
 
 def _info(meta:dict) -> dict:
     i8 = meta.get('int8') or {}
-    int8 = {k: i8[k] for k in ('mode', 'method', 'measure', 'agreement', 'quality', 'fp32', 'int8', 'drop', 'bar', 'passes', 'kept',
+    int8 = {k: i8[k] for k in ('mode', 'method', 'measure', 'agreement', 'quality', 'fp32', 'int8', 'drop', 'bar', 'passes', 'speedup', 'default', 'kept',
                                'n_valid', 'calibration') if k in i8}
     if 'methods' in i8: int8['methods'] = {m: v['agreement'] for m, v in i8['methods'].items()}
     if 'excluded_nodes' in i8: int8['n_fp32_nodes'] = len(i8['excluded_nodes'])

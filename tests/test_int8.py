@@ -6,7 +6,7 @@ import numpy as np, pytest
 from defect_nb.synth import synthesize
 from defect_nb.train import train, load_model
 from defect_nb.core import load_image, sha256
-from defect_nb.export import export_bundle, calibration_rows, int8_search, model_inputs, quality, to_onnx, INT8_BAR
+from defect_nb.export import export_bundle, calibration_rows, int8_search, model_inputs, quality, to_onnx, INT8_BAR, INT8_MIN_SPEEDUP, _int8_verdict
 from defect_nb.evaluate import run_table
 from defect_nb.inference import Predictor, BundleError, bundle_info
 
@@ -25,6 +25,7 @@ def test_int8_missing_the_bar_keeps_fp32_and_says_why(syn):
     i8 = m['int8']
     assert i8['agreement'] < strict['agreement'] and i8['bar'] == strict
     assert m['default_variant'] == 'fp32' and not i8['passes'] and not i8['kept']
+    assert i8['speedup'] > 0 and m['report']['onnx_int8_static']['default'] is False   # timed at export all the same
     assert m['default_reason'].startswith('FP32 is the default: INT8 misses the bar') and f"{i8['agreement']:.4f}" in m['default_reason']
     assert i8['n_valid'] == len(run_table(r.path, 'valid')) and i8['calibration']['n_images'] > 0
     assert len(i8['calibration']['per_class']) == len(m['classes'])                       # every class calibrates
@@ -44,6 +45,20 @@ def test_int8_missing_the_bar_keeps_fp32_and_says_why(syn):
     assert m3['int8']['agreement'] >= INT8_BAR['agreement'], m3['int8']
     assert m3['default_variant'] == 'int8' and m3['default_reason'].startswith('INT8 is the default')
     assert Predictor.load(syn / 'b3').variant == 'int8'
+
+
+def test_int8_holding_the_bar_but_not_faster_keeps_fp32():
+    """An INT8 model that agrees with FP32 but is not faster has no reason to be the default (measured: the synthetic
+    U-Net with a full-resolution decoder stage held the bar at 0.92x the FP32 model's speed at batch 1)."""
+    base = dict(agreement=0.995, n_valid=100, drop=0., bar=INT8_BAR, passes=True)
+    slow = _int8_verdict(dict(base), 'segment', 0.92)
+    assert not slow['default'] and slow['reason'].startswith('FP32 is the default: INT8 holds the bar') and '0.92×' in slow['reason']
+    assert not _int8_verdict(dict(base), 'classify', INT8_MIN_SPEEDUP - 0.01)['default']
+    fast = _int8_verdict(dict(base), 'classify', 2.4)
+    assert fast['default'] and fast['reason'].startswith('INT8 is the default') and '2.40×' in fast['reason']
+    unmeasured = _int8_verdict(dict(base), 'classify', None)            # report=False: the speed was not measured
+    assert unmeasured['default'] and 'not measured' in unmeasured['reason']
+    assert not _int8_verdict(dict(base, passes=False), 'classify', 5.0)['default']
 
 
 @pytest.fixture(scope='module')
@@ -78,7 +93,7 @@ def test_static_int8_exports(syn, arch, task, kw):
                       calib_methods=('minmax',))
     i8 = m['int8']
     assert i8['measure'] == ('mask Dice' if task == 'segment' else 'top-1 agreement') and 0 <= i8['agreement'] <= 1
-    assert m['default_variant'] == ('int8' if i8['passes'] else 'fp32')
+    assert m['default_variant'] == ('int8' if i8['passes'] else 'fp32') and i8['speedup'] is None   # report=False: speed not measured
     p = Predictor.load(syn / f'b-{arch}', 'int8')
     img = run_table(r.path, 'test').image.iloc[0]
     assert p.predict(img)['prediction'] and json.loads((syn / f'b-{arch}' / 'bundle.json').read_text())['int8']['method'] == 'minmax'
