@@ -476,17 +476,27 @@ def evaluate(run, # a run folder
         rows = pd.concat([rows, per], axis=1)
         if save:
             files.append(_plot_seg_pr(fg, true, out('pixel_pr.png')))
-            worst = rows.assign(i=range(len(rows))).sort_values('dice').head(12)
-            items = []
-            for r in worst.itertuples():
-                im = preprocess(load_image(r.image), pre['size'], 3)     # (native size when the run was trained on tiles)
-                items.append((overlay_masks(im, fg[r.i] >= thr, true[r.i]), f"{Path(r.image).name}\nDice {r.dice:.2f}", 'black'))
-            files.append(plot_gallery(items, out('worst.png'), title='worst Dice: prediction red, truth green'))
+            files += _seg_galleries(rows, fg, true, thr, pre, out)
     m.update(split=split, epoch=epoch, arch=cfg['arch'], task=cfg['task'])
     if save:
         atomic_write(run/'metrics.json', json.dumps(m, indent=2, default=float)); files.append(run/'metrics.json')
         atomic_write(run/f'predictions_{split}.csv', rows.drop(columns=[c for c in ('boxes',) if c in rows]).to_csv(index=False))
     return Evaluation(run, split, cfg['task'], m, rows, [Path(f) for f in files if f is not None])
+
+def _seg_galleries(rows, fg, true, thr, pre, out):
+    """Two galleries: the defective images the model segments worst (lowest Dice), and the good images it calls defective
+    (largest predicted area first). Ranked together, any speck on a good part scores Dice 0 and crowds out the real misses."""
+    rows = rows.assign(i=range(len(rows))); files = []
+    def items(sel, text):
+        return [(overlay_masks(preprocess(load_image(r.image), pre['size'], 3), fg[r.i] >= thr, true[r.i]),   # native size for tile-trained runs
+                 f"{Path(r.image).name}\n{text(r)}", 'black') for r in sel.itertuples()]
+    worst = rows[rows.defective].sort_values('dice').head(12)
+    if len(worst): files.append(plot_gallery(items(worst, lambda r: f"Dice {r.dice:.2f}"), out('worst.png'),
+                                             title='defective images, worst Dice first: prediction red, truth green'))
+    alarms = rows[~rows.defective & rows.called].sort_values('pred_area', ascending=False).head(12)
+    if len(alarms): files.append(plot_gallery(items(alarms, lambda r: f"false alarm, {r.pred_area} px"), out('false_alarms.png'),
+                                              title='good images called defective, largest predicted area first (prediction red)'))
+    return files
 
 def overlay_masks(img:np.ndarray, # uint8 image
                   pred:np.ndarray, # predicted mask, outlined in red
