@@ -27,6 +27,13 @@ def test_real_data_benchmarks_smoke(tmp_path):
     assert 'two-stage' in (tmp_path / 'res' / 'smoke' / 'mt.md').read_text()
     e = json.loads((tmp_path / 'res' / 'smoke' / 'elpv.json').read_text())
     assert {'mono', 'poly'} == set(e['by_type']) and 0 <= e['binary_accuracy'] <= 1
+    ft = tmp_path / 'ft'; ft.mkdir()                                   # finetune_check reads finished NAME-finetune runs: the smoke one, renamed
+    (ft / 'synth-cls-finetune').symlink_to(tmp_path / 'work' / 'synth-cls-finetune-smoke', target_is_directory=True)
+    run([ROOT / 'bench' / 'finetune_check.py', '--work', ft, '--out', tmp_path / 'ftres'])
+    c = json.loads((tmp_path / 'ftres' / 'finetune_check.json').read_text())['benchmarks']
+    assert list(c) == ['synth-cls'] and [r['method'] for r in c['synth-cls']] == ['features', 'finetune']
+    assert 0 <= c['synth-cls'][1]['accuracy'] <= 1 and c['synth-cls'][1]['n_test'] > 0
+    assert '| synth-cls | finetune (head + ' in (tmp_path / 'ftres' / 'finetune_check.md').read_text()
 
 
 def test_summary_table_from_results(tmp_path):
