@@ -12,9 +12,10 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 # %% auto #0
-__all__ = ['DATASETS', 'NATIVE_MAX_SIDE', 'ImageError', 'max_pixels', 'load_image', 'set_seed', 'get_device', 'data_dir',
-           'runs_dir', 'in_test', 'default_workers', 'atomic_write', 'sha256', 'DatasetNotFound', 'find_dataset',
-           'dataset_available', 'preprocess', 'to_input', 'window_starts', 'predict_windows']
+__all__ = ['DATASETS', 'NATIVE_MAX_SIDE', 'PRED_RGB', 'TRUTH_RGB', 'ImageError', 'max_pixels', 'load_image', 'set_seed',
+           'get_device', 'data_dir', 'runs_dir', 'in_test', 'default_workers', 'atomic_write', 'sha256',
+           'DatasetNotFound', 'find_dataset', 'dataset_available', 'preprocess', 'to_input', 'window_starts',
+           'predict_windows', 'heat_colors']
 
 # %% ../nbs/00_core.ipynb #3389341a
 class ImageError(ValueError):
@@ -302,3 +303,14 @@ def predict_windows(fn, # N×C×t×t float32 input → N×K×t×t probabilities 
         if acc is None: acc = np.zeros((p.shape[1], h, w), np.float32)
         for (y, x0), q in zip(part, p): acc[:, y:y + th, x0:x0 + tw] += q * wt; wsum[y:y + th, x0:x0 + tw] += wt
     return (acc / wsum)[None]
+
+# %% ../nbs/00_core.ipynb #05f43dff
+PRED_RGB = (213, 94, 0)      # a predicted defect: vermillion (Okabe-Ito)
+TRUTH_RGB = (86, 180, 233)   # a true defect: sky blue (Okabe-Ito)
+
+def heat_colors(values:np.ndarray, # H×W values in [0, 1] (clipped; NaN counts as 0)
+               ) -> np.ndarray: # H×W×3 uint8, RGB
+    "A map in colour: OpenCV's *inferno*, black (0) through red to pale yellow (1), its brightness rising throughout."
+    import cv2
+    v = (np.clip(np.nan_to_num(np.asarray(values, np.float32)), 0, 1) * 255).astype(np.uint8)
+    return cv2.cvtColor(cv2.applyColorMap(v, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)

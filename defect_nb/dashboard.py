@@ -10,16 +10,16 @@ import html, io, json, time, functools
 from pathlib import Path
 import numpy as np, pandas as pd, cv2
 from fastcore.basics import patch
-from .core import ImageError, load_image
+from .core import ImageError, load_image, PRED_RGB, TRUTH_RGB, heat_colors
 from .train import load_config, load_model, list_epochs, RunError
 from .evaluate import run_table, dice_iou, negative_class
 from .explain import explain_image
 
 # %% auto #0
-__all__ = ['MIN_AREA', 'IMAGE_SUFFIXES', 'PRED_RGB', 'TRUTH_RGB', 'METRIC_NAMES', 'list_runs', 'list_bundles', 'operating_point',
-           'default_threshold', 'default_min_area', 'read_upload', 'find_samples', 'get_model', 'to_png', 'analyse',
-           'analyse_bundle', 'decide', 'verdict', 'sample_truth', 'score', 'bars_png', 'mask_overlay', 'heat_rgb',
-           'heat_png', 'metrics_table', 'threshold_meaning', 'Dashboard', 'dashboard_notebook', 'voila_command']
+__all__ = ['MIN_AREA', 'IMAGE_SUFFIXES', 'METRIC_NAMES', 'list_runs', 'list_bundles', 'operating_point', 'default_threshold',
+           'default_min_area', 'read_upload', 'find_samples', 'get_model', 'to_png', 'analyse', 'analyse_bundle',
+           'decide', 'verdict', 'sample_truth', 'score', 'bars_png', 'mask_overlay', 'heat_rgb', 'heat_png',
+           'metrics_table', 'threshold_meaning', 'Dashboard', 'dashboard_notebook', 'voila_command']
 
 # %% ../nbs/10_dashboard.ipynb #e46fbf48
 def list_runs(root='runs', # a folder of run folders
@@ -252,7 +252,7 @@ def score(res:dict, # a result of `analyse` or `analyse_bundle`
     return f"true class {truth['label']}: Dice {d:.3f}, IoU {i:.3f}"
 
 # %% ../nbs/10_dashboard.ipynb #68a5c9aa
-PRED_RGB, TRUTH_RGB = (255, 0, 0), (0, 255, 0)   # predicted defect (tint and outline), true defect (outline)
+# predicted defect (tint and outline): core.PRED_RGB, vermillion; true defect (outline): core.TRUTH_RGB, sky blue
 
 def bars_png(probabilities:dict, # {class: probability}
              width:float=3.2, # figure width in inches
@@ -276,7 +276,7 @@ def mask_overlay(img:np.ndarray, # uint8 image, gray or RGB
                  color=PRED_RGB, # RGB of the prediction's tint and outline
                  fill:bool=True, # tint the predicted pixels (False: outline only)
                 ) -> np.ndarray:
-    "RGB image with the predicted mask tinted and outlined in red, and the true mask outlined in green."
+    "RGB image with the predicted mask tinted and outlined in vermillion, and the true mask outlined in sky blue."
     rgb = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB) if img.ndim == 2 else img.copy()
     w = max(1, round(max(rgb.shape[:2]) / 250))              # about 1 px at the panel's 220 px, whatever the image's size
     m = mask > 0
@@ -286,12 +286,12 @@ def mask_overlay(img:np.ndarray, # uint8 image, gray or RGB
 
 def heat_rgb(prob:np.ndarray, # H×W probabilities (or anomaly scores) in [0, 1]
             ) -> np.ndarray:
-    "A map in [0, 1] in colour (jet: blue low, red high), RGB uint8."
-    return cv2.cvtColor(cv2.applyColorMap((np.clip(prob, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    "A map in [0, 1] in colour (`core.heat_colors`, inferno: black low, pale yellow high), RGB uint8."
+    return heat_colors(prob)
 
 def heat_png(prob:np.ndarray, # H×W probabilities in [0, 1]
             ) -> bytes:
-    "A probability map in [0, 1] as a colour PNG (jet)."
+    "A probability map in [0, 1] as a colour PNG (inferno)."
     return to_png(heat_rgb(prob))
 
 # %% ../nbs/10_dashboard.ipynb #5f503135
@@ -573,11 +573,11 @@ def _panel(self:Dashboard, r:dict):
         blend = (rgb // 2 + heat_rgb(r['prob']) // 2).astype(np.uint8)
         kids += [W.HBox([pic(to_png(r['image']), 'input'),
                          pic(to_png(mask_overlay(blend, d['mask'], truth, color=(255, 255, 255), fill=False)), 'anomaly map on the image', True)]),
-                 W.HTML(_legend([((0, 0, 255), 'fill', 'normal'), ((255, 0, 0), 'fill', 'anomalous'),
+                 W.HTML(_legend([(tuple(heat_colors(np.array([[0.1]]))[0, 0]), 'fill', 'normal'), (tuple(heat_colors(np.array([[0.95]]))[0, 0]), 'fill', 'anomalous'),
                                  ((255, 255, 255), 'outline', f"map ≥ {_thr(d['threshold'])}")]
                                 + ([(TRUTH_RGB, 'outline', 'true defect')] if truth is not None else [])))]
     else:
-        kids += [W.HBox([pic(to_png(r['image']), 'input'), pic(heat_png(r['prob']), 'P(defect) per pixel (blue 0, red 1)'),
+        kids += [W.HBox([pic(to_png(r['image']), 'input'), pic(heat_png(r['prob']), 'P(defect) per pixel (black 0, yellow 1)'),
                          pic(to_png(mask_overlay(r['image'], d['mask'], truth)), 'prediction on the image', True)]),
                  W.HTML(_legend([(PRED_RGB, 'both', f"predicted defect: P(defect) ≥ {_thr(d['threshold'])}")]
                                 + ([(TRUTH_RGB, 'outline', 'true defect')] if truth is not None else [])) +

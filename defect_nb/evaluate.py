@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
 import matplotlib.pyplot as plt
-from .core import load_image, preprocess, to_input, atomic_write, get_device, predict_windows, NATIVE_MAX_SIDE
+from .core import load_image, preprocess, to_input, atomic_write, get_device, predict_windows, NATIVE_MAX_SIDE, PRED_RGB, TRUTH_RGB
 from .data import load_table, make_split, MaskReader, DataError, label_classes, masks_by_label
 from .train import load_config, load_model, run_table, RunError
 from .synth import overlay_mask
@@ -492,18 +492,18 @@ def _seg_galleries(rows, fg, true, thr, pre, out):
                  f"{Path(r.image).name}\n{text(r)}", 'black') for r in sel.itertuples()]
     worst = rows[rows.defective].sort_values('dice').head(12)
     if len(worst): files.append(plot_gallery(items(worst, lambda r: f"Dice {r.dice:.2f}"), out('worst.png'),
-                                             title='defective images, worst Dice first: prediction red, truth green'))
+                                             title='defective images, worst Dice first: prediction vermillion, truth sky blue'))
     alarms = rows[~rows.defective & rows.called].sort_values('pred_area', ascending=False).head(12)
     if len(alarms): files.append(plot_gallery(items(alarms, lambda r: f"false alarm, {r.pred_area} px"), out('false_alarms.png'),
-                                              title='good images called defective, largest predicted area first (prediction red)'))
+                                              title='good images called defective, largest predicted area first (prediction vermillion)'))
     return files
 
 def overlay_masks(img:np.ndarray, # uint8 image
-                  pred:np.ndarray, # predicted mask, outlined in red
-                  true:np.ndarray|None=None, # true mask, outlined in green
+                  pred:np.ndarray, # predicted mask, outlined in vermillion (`core.PRED_RGB`)
+                  true:np.ndarray|None=None, # true mask, outlined in sky blue (`core.TRUTH_RGB`)
                  ) -> np.ndarray:
-    "RGB image with the predicted mask outlined in red and the true mask in green (`synth.overlay_mask` twice)."
-    return overlay_mask(img if true is None else overlay_mask(img, true, (0, 255, 0)), pred, (255, 0, 0))
+    "RGB image with the predicted mask outlined in vermillion and the true mask in sky blue (`synth.overlay_mask` twice; colours colour-blind readers tell apart)."
+    return overlay_mask(img if true is None else overlay_mask(img, true, TRUTH_RGB), pred, PRED_RGB)
 
 def _plot_seg_pr(prob, true, path):
     flat_p, flat_t = _flat(prob, true)

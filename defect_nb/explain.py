@@ -79,10 +79,10 @@ def overlay_heatmap(img:np.ndarray, # uint8 image, gray or RGB, any size
                     heat:np.ndarray, # CAM in [0, 1], any size
                     alpha:float=0.45, # weight of the heatmap
                    ) -> np.ndarray: # RGB uint8, the size of `img`
-    "The image with a jet-coloured heatmap blended on it (pytorch-grad-cam's `show_cam_on_image`)."
+    "The image with the heatmap blended on it in *inferno* (`core.heat_colors`; pytorch-grad-cam's `show_cam_on_image`)."
     rgb = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB) if img.ndim == 2 else img[..., :3]
     h = cv2.resize(heat.astype(np.float32), (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
-    return show_cam_on_image(rgb.astype(np.float32) / 255., np.clip(h, 0, 1), use_rgb=True, image_weight=1 - alpha)
+    return show_cam_on_image(rgb.astype(np.float32) / 255., np.clip(h, 0, 1), use_rgb=True, colormap=cv2.COLORMAP_INFERNO, image_weight=1 - alpha)
 
 # %% ../nbs/06_explain.ipynb #78a84c75
 def explain_image(run, # a run folder

@@ -13,7 +13,7 @@ from fastapi import FastAPI, File, UploadFile, Request, Query, HTTPException
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 import defect_nb
-from .core import ImageError, load_image, max_pixels
+from .core import ImageError, load_image, max_pixels, PRED_RGB, heat_colors
 from .inference import Predictor, BundleError, to_json, _info
 
 # %% auto #0
@@ -168,11 +168,11 @@ def create_app(bundles, # a bundle folder, a list of them, or {name: folder}
         with _turn():
             img = read_image(file); r = p.predict(img, filename=safe_name(file.filename), threshold=threshold)
             rgb = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB) if img.ndim == 2 else img
-            over = rgb.copy(); over[r['mask'] > 0] = (0.5 * over[r['mask'] > 0] + np.array([127, 0, 0])).astype(np.uint8)
+            over = rgb.copy(); over[r['mask'] > 0] = (0.5 * over[r['mask'] > 0] + 0.5 * np.array(PRED_RGB)).astype(np.uint8)   # tinted vermillion
             out = dict({k: v for k, v in to_json(r).items() if k != 'mask_rle'}, mask_png=png(r['mask'] * 255),
                        overlay_png=png(cv2.cvtColor(over, cv2.COLOR_RGB2BGR)))
-            if p.task == 'anomaly':                                    # the map itself, in colour (jet: blue normal, red anomalous)
-                out['heatmap_png'] = png(cv2.applyColorMap((np.clip(r['anomaly_map'], 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET))
+            if p.task == 'anomaly':                                    # the map itself, in colour (inferno: dark normal, bright anomalous)
+                out['heatmap_png'] = png(cv2.cvtColor(heat_colors(r['anomaly_map']), cv2.COLOR_RGB2BGR))
             del img, r, rgb, over                                          # freed before the trim
         return out
 

@@ -10,7 +10,7 @@ import json, os
 from pathlib import Path
 import numpy as np, pandas as pd, cv2
 from tqdm.auto import tqdm
-from .core import atomic_write, find_dataset, dataset_available, load_image
+from .core import atomic_write, find_dataset, dataset_available, load_image, TRUTH_RGB
 
 # %% auto #0
 __all__ = ['CLASSES', 'DIFFICULTY', 'synth_one', 'overlay_mask', 'synthesize']
@@ -160,7 +160,7 @@ def synth_one(cls:str, # a defect class of `CLASSES`
 # %% ../nbs/01_synth.ipynb #6e491496
 def overlay_mask(img:np.ndarray, # uint8 image, gray or RGB
                  mask:np.ndarray, # mask, nonzero where the defect is
-                 color=(255, 0, 0), # outline colour, RGB
+                 color=TRUTH_RGB, # outline colour, RGB (default: sky blue, a true defect's)
                 ) -> np.ndarray: # RGB uint8
     "The image in RGB with the outline of the mask drawn on it."
     rgb = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB) if img.ndim == 2 else img.copy()
