@@ -335,7 +335,7 @@ def export_cmd(a, # the parsed command line of `defect-nb export`
             (['--batch-size'], dict(type=int, default=32, help='images per onnxruntime call and per Ray task')),
             (['--workers'], dict(type=int, help="--engine ray: workers (default: the cluster's CPUs)")),
             (['--variant'], dict(choices=['fp32', 'int8'], help="model variant (default: the bundle's, see --info)")),
-            (['--threshold'], dict(type=float, help="decision threshold (default: the bundle's)")),
+            (['--threshold'], dict(type=float, help="decision threshold (default: the bundle's); segmenters: the verdict's pixel threshold, the mask keeps the bundle's mask_threshold")),
             (['--min-area'], dict(type=int, help="segmenters: defect pixels for an image to be defective (default: the bundle's, chosen on valid)")),
             (['--mask-dir'], dict(help='segmenters: write each mask as PNG here (x.png → x.png, x.tif → x.tif.png); '
                                        'a folder that already holds files is refused unless --overwrite')),

@@ -304,7 +304,7 @@ def predict_windows(fn, # N×C×t×t float32 input → N×K×t×t probabilities 
         for (y, x0), q in zip(part, p): acc[:, y:y + th, x0:x0 + tw] += q * wt; wsum[y:y + th, x0:x0 + tw] += wt
     return (acc / wsum)[None]
 
-# %% ../nbs/00_core.ipynb #05f43dff
+# %% ../nbs/00_core.ipynb #94a4469e
 PRED_RGB = (213, 94, 0)      # a predicted defect: vermillion (Okabe-Ito)
 TRUTH_RGB = (86, 180, 233)   # a true defect: sky blue (Okabe-Ito)
 

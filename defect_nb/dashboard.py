@@ -41,7 +41,7 @@ def list_bundles(root=None, # a folder of bundle folders (None: no bundles)
 
 # %% ../nbs/10_dashboard.ipynb #c4b5691d
 MIN_AREA = 20   # defect pixels for a segmenter's image to be defective when neither threshold.json nor bundle.json says
-_OP_KEYS = ('min_area', 'image_score', 'negative_class', 'cost_fn', 'cost_fp', 'defect_rate', 'source', 'note')
+_OP_KEYS = ('min_area', 'mask_threshold', 'image_score', 'negative_class', 'cost_fn', 'cost_fp', 'defect_rate', 'source', 'note')
 
 def _read_json(p) -> dict:
     "A JSON file's content, or {} when it is missing or unreadable (the dashboard shows defaults rather than fail)."
@@ -51,12 +51,12 @@ def _read_json(p) -> dict:
 def operating_point(path, # a run folder or a bundle folder
                    ) -> dict:
     """The threshold a run was evaluated at (threshold.json) or a bundle carries (bundle.json), with what came with it:
-    `min_area` and `image_score` (segmenters), `negative_class`, `cost_fn`, `cost_fp`, `defect_rate`, `source` (how it was
+    `min_area`, `mask_threshold` and `image_score` (segmenters), `negative_class`, `cost_fn`, `cost_fp`, `defect_rate`, `source` (how it was
     chosen) and `note`; None where absent, and threshold 0.5 when there is none."""
     path = Path(path)
     if (path/'bundle.json').exists():
         b = _read_json(path/'bundle.json'); m = b.get('metrics') or {}
-        op = dict(threshold=b.get('threshold'), min_area=b.get('min_area'), image_score=b.get('image_score'), negative_class=b.get('negative_class'),
+        op = dict(threshold=b.get('threshold'), min_area=b.get('min_area'), mask_threshold=b.get('mask_threshold'), image_score=b.get('image_score'), negative_class=b.get('negative_class'),
                   cost_fn=b.get('cost_fn', m.get('cost_fn')), cost_fp=b.get('cost_fp', m.get('cost_fp')),
                   defect_rate=b.get('defect_rate', m.get('defect_rate')), source=b.get('threshold_source'),
                   note=m.get('threshold_note'))
@@ -143,7 +143,7 @@ def analyse(run, # a run folder
     if cfg['task'] == 'segment':
         h, w = img.shape[:2]
         res['prob'] = cv2.resize(res['defect_probability'].astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-        res['min_area'] = default_min_area(run)
+        res['min_area'] = default_min_area(run); res['mask_threshold'] = operating_point(run)['mask_threshold']
     res['seconds'] = time.perf_counter() - t
     return res
 
@@ -162,7 +162,7 @@ def analyse_bundle(bundle, # a bundle folder
     res = dict(task=p.task, classes=p.classes, image=img, epoch='bundle', run=str(bundle), overlay=None)
     if p.task == 'classify': res.update(prediction=r['prediction'], confidence=r['confidence'], probabilities=r['probabilities'])
     elif p.task == 'anomaly': res.update(prob=r['anomaly_map'], defect_score=r['defect_score'])    # the map in [0, 1) at the image's size
-    else: res.update(prob=r['probability'], min_area=p.min_area)
+    else: res.update(prob=r['probability'], min_area=p.min_area, mask_threshold=p.mask_threshold)
     res['seconds'] = time.perf_counter() - t
     return res
 
@@ -171,7 +171,8 @@ def decide(res:dict, # a result of `analyse` or `analyse_bundle`
            min_area:int|None=None, # segmenters: defect pixels for the image to be defective (None: the run's or bundle's, kept in `res`)
           ) -> dict:
     """The decision at `threshold`: `defective` and `threshold`, with the defect score (classifier: 1 − P(no-defect class);
-    anomaly: the score), or the thresholded `mask`, its `defect_area` and the `min_area` it was held to (segmenter)."""
+    anomaly: the score), or, for a segmenter, its `defect_area` (pixels at the threshold), the `min_area` it was held to, and the
+    `mask` drawn at the run's own `mask_threshold` (kept in `res`; None: the threshold), empty when the part passes."""
     if res['task'] == 'classify':
         neg = negative_class(res['classes'])
         score = 1 - res['probabilities'][neg] if neg else None
@@ -182,7 +183,10 @@ def decide(res:dict, # a result of `analyse` or `analyse_bundle`
         return dict(mask=mask, defect_area=int(mask.sum()), defect_score=res['defect_score'], defective=defective, threshold=threshold)
     area = int(mask.sum())
     min_area = int(res.get('min_area', MIN_AREA) if min_area is None else min_area)
-    return dict(mask=mask, defect_area=area, min_area=min_area, defective=area >= min_area, threshold=threshold)
+    mt = threshold if res.get('mask_threshold') is None else float(res['mask_threshold'])
+    defective = area >= min_area                                  # as the Predictor: the mask at its own threshold, none when the part passes
+    mask = ((res['prob'] >= mt) & defective).astype(np.uint8)
+    return dict(mask=mask, defect_area=area, min_area=min_area, defective=defective, threshold=threshold, mask_threshold=mt)
 
 # %% ../nbs/10_dashboard.ipynb #073bdff2
 def _thr(t:float) -> str:
@@ -222,6 +226,8 @@ def verdict(res:dict, # a result of `analyse` or `analyse_bundle`
         label, value = 'defect area', f"{a:,} px"
         rule = f"{cmp} minimum area {m:,} px"
         why = f"pixels with P(defect) ≥ {_thr(t)} are defect; the image is defective when they cover at least {m:,} px"
+        mt = decision.get('mask_threshold', t)
+        if mt != t: why += f"; the mask drawn is P(defect) ≥ {_thr(mt)}, the threshold that matched the true masks best on validation"
     return dict(label=label, value=value, rule=rule, verdict=word, text=f"{label} {value} {rule} → {word}", why=why)
 
 # %% ../nbs/10_dashboard.ipynb #f57ce855
@@ -579,7 +585,7 @@ def _panel(self:Dashboard, r:dict):
     else:
         kids += [W.HBox([pic(to_png(r['image']), 'input'), pic(heat_png(r['prob']), 'P(defect) per pixel (black 0, yellow 1)'),
                          pic(to_png(mask_overlay(r['image'], d['mask'], truth)), 'prediction on the image', True)]),
-                 W.HTML(_legend([(PRED_RGB, 'both', f"predicted defect: P(defect) ≥ {_thr(d['threshold'])}")]
+                 W.HTML(_legend([(PRED_RGB, 'both', f"predicted defect: P(defect) ≥ {_thr(d.get('mask_threshold', d['threshold']))}")]
                                 + ([(TRUTH_RGB, 'outline', 'true defect')] if truth is not None else [])) +
                         f"<div class='dnb-rule' style='font-size:12px;color:#333'>pixel threshold {_thr(d['threshold'])} · "
                         f"minimum defect area {d['min_area']:,} px</div>")]

@@ -251,12 +251,18 @@ def segmentation_metrics(prob, # N×H×W defect probabilities, or a list of H×W
                          threshold:float=0.5, # pixel threshold
                          min_area:int=20, # predicted pixels for an image to count as defective
                          pixel_sample:int=2_000_000, # pixels used for the PR curve
+                         mask_threshold:float|None=None, # pixel threshold of the drawn mask (default: `threshold`)
                         ) -> tuple: # (metrics dict, per-image DataFrame)
-    "Per-image and pooled Dice/IoU, pixel PR (AP), and image-level detection from masks."
-    pred = [p >= threshold for p in prob]
-    per = pd.DataFrame([dice_iou(p, t) for p, t in zip(pred, true)], columns=['dice', 'iou'])
-    per['true_area'] = [int((t > 0).sum()) for t in true]; per['pred_area'] = [int(p.sum()) for p in pred]; per['pixels'] = [int(t.size) for t in true]
-    per['score'] = [float(p.max()) for p in prob]; per['defective'] = per.true_area > 0; per['called'] = per.pred_area >= min_area
+    """Per-image and pooled Dice/IoU, pixel PR (AP), and image-level detection from masks. An image is called defective
+    when at least `min_area` pixels reach `threshold`; its mask is the pixels at or above `mask_threshold`, and a part
+    that passes has an empty mask (as `inference.Predictor` draws it), so Dice scores what a user is shown."""
+    mask_threshold = threshold if mask_threshold is None else mask_threshold
+    per = pd.DataFrame(dict(true_area=[int((t > 0).sum()) for t in true], verdict_area=[int((p >= threshold).sum()) for p in prob]))
+    per['called'] = per.verdict_area >= min_area
+    pred = [(p >= mask_threshold) & c for p, c in zip(prob, per.called)]
+    per[['dice', 'iou']] = [dice_iou(p, t) for p, t in zip(pred, true)] if len(true) else np.zeros((0, 2))
+    per['pred_area'] = [int(p.sum()) for p in pred]; per['pixels'] = [int(t.size) for t in true]
+    per['score'] = [float(p.max()) for p in prob]; per['defective'] = per.true_area > 0
     inter = sum(int((p & (t > 0)).sum()) for p, t in zip(pred, true)); s = int(per.pred_area.sum() + per.true_area.sum())
     flat_p, flat_t = _flat(prob, true)
     rng = np.random.default_rng(0)
@@ -266,7 +272,7 @@ def segmentation_metrics(prob, # N×H×W defect probabilities, or a list of H×W
              iou_defective=float(per[per.defective].iou.mean()) if per.defective.any() else None,
              dice_pooled=float(2 * inter / max(1, s)), iou_pooled=float(inter / max(1, s - inter)),
              pixel_ap=float(skm.average_precision_score(flat_t[idx], flat_p[idx])) if flat_t[idx].any() else None,
-             threshold=threshold, min_area=min_area,
+             threshold=threshold, min_area=min_area, mask_threshold=mask_threshold,
              image_accuracy=float((per.called == per.defective).mean()),
              image_recall=float(per[per.defective].called.mean()) if per.defective.any() else None,
              image_false_alarm_rate=float(per[~per.defective].called.mean()) if (~per.defective).any() else None)
@@ -302,7 +308,9 @@ def segmentation_operating_point(prob:list, # validation defect probabilities, H
                                  areas=(1, 5, 10, 20, 50, 100, 200, 400), # minimum defect areas tried, pixels
                                 ) -> dict:
     """The pixel threshold and minimum defect area of least image-level cost on validation images (ties: higher Dice on the
-    defective images, then the smaller area), and the image score of highest validation AUROC."""
+    defective images, then the smaller area), the image score of highest validation AUROC, and the mask's own pixel
+    threshold, `mask_threshold`: the one of highest mean Dice on the defective validation images that verdict calls defective
+    (ties: nearest the verdict's threshold)."""
     defective = np.array([(np.asarray(t) > 0).any() for t in true]); rows = []
     for thr in thresholds:
         sc = image_scores(prob, thr)
@@ -315,9 +323,14 @@ def segmentation_operating_point(prob:list, # validation defect probabilities, H
     table = pd.DataFrame(rows)
     best = table.sort_values(['cost', 'dice_defective', 'min_area'], ascending=[True, False, True]).iloc[0]
     sc = image_scores(prob, float(best.threshold))
+    called = defective & (sc['area'] >= best.min_area)                 # the parts whose masks a user sees
+    mask_dice = {t: float(np.mean([dice_iou(np.asarray(p) >= t, q)[0] for p, q, c in zip(prob, true, called) if c])) if called.any() else float('nan')
+                 for t in thresholds}
+    mask_thr = max(thresholds, key=lambda t: (np.nan_to_num(mask_dice[t], nan=-1.), -abs(t - best.threshold)))
     auroc = {k: float(skm.roc_auc_score(defective, v)) for k, v in sc.items()} if len(set(defective)) == 2 else {}
     score = max(SEG_SCORES, key=lambda k: (auroc.get(k, 0), -SEG_SCORES.index(k)))
     return dict(threshold=float(best.threshold), min_area=int(best.min_area), image_score=score, valid_auroc=auroc,
+                mask_threshold=float(mask_thr), valid_mask_dice=mask_dice,
                 valid_cost=float(best.cost), valid_missed=int(best.missed), valid_false_alarms=int(best.false_alarms),
                 cost_fn=cost_fn, cost_fp=cost_fp, n_valid=int(len(true)), table=table)
 
@@ -454,8 +467,8 @@ def evaluate(run, # a run folder
                 vfg = [p[1:].sum(0) for p in predict_images(model, _images(vrows), pre, 'segment', bs, device, False)]
                 vtrue = [(t > 0).astype(np.uint8) for t in _true_masks(vrows, pre['size'])]
             op = segmentation_operating_point(vfg, vtrue, cost_fn, cost_fp)
-        thr, area = (op['threshold'], op['min_area']) if op else (0.5, min_area)
-        m, per = segmentation_metrics(fg, true, threshold=thr, min_area=area)
+        thr, area, mthr = (op['threshold'], op['min_area'], op['mask_threshold']) if op else (0.5, min_area, 0.5)
+        m, per = segmentation_metrics(fg, true, threshold=thr, min_area=area, mask_threshold=mthr)
         sc = image_scores(fg, thr)
         for k, v in sc.items(): per[f'score_{k}'] = v
         if per.defective.nunique() == 2:
@@ -465,7 +478,7 @@ def evaluate(run, # a run folder
             if 'image_auroc_by_score' in m: m['image_auroc'] = m['image_auroc_by_score'][op['image_score']]
             m['operating_point'] = {k: v for k, v in op.items() if k != 'table'}
             if save:
-                atomic_write(run/'threshold.json', json.dumps(dict(threshold=thr, min_area=area, image_score=op['image_score'], cost_fn=cost_fn,
+                atomic_write(run/'threshold.json', json.dumps(dict(threshold=thr, min_area=area, mask_threshold=mthr, image_score=op['image_score'], cost_fn=cost_fn,
                                                                    cost_fp=cost_fp, chosen_on='valid', epoch=epoch,
                                                                    valid_missed=op['valid_missed'], valid_false_alarms=op['valid_false_alarms'],
                                                                    n_valid=op['n_valid']), indent=2))
@@ -476,25 +489,25 @@ def evaluate(run, # a run folder
         rows = pd.concat([rows, per], axis=1)
         if save:
             files.append(_plot_seg_pr(fg, true, out('pixel_pr.png')))
-            files += _seg_galleries(rows, fg, true, thr, pre, out)
+            files += _seg_galleries(rows, fg, true, mthr, pre, out)
     m.update(split=split, epoch=epoch, arch=cfg['arch'], task=cfg['task'])
     if save:
         atomic_write(run/'metrics.json', json.dumps(m, indent=2, default=float)); files.append(run/'metrics.json')
         atomic_write(run/f'predictions_{split}.csv', rows.drop(columns=[c for c in ('boxes',) if c in rows]).to_csv(index=False))
     return Evaluation(run, split, cfg['task'], m, rows, [Path(f) for f in files if f is not None])
 
-def _seg_galleries(rows, fg, true, thr, pre, out):
+def _seg_galleries(rows, fg, true, thr, pre, out):   # thr: the mask's threshold; a part that passes shows no mask
     """Two galleries: the defective images the model segments worst (lowest Dice), and the good images it calls defective
     (largest predicted area first). Ranked together, any speck on a good part scores Dice 0 and crowds out the real misses."""
     rows = rows.assign(i=range(len(rows))); files = []
     def items(sel, text):
-        return [(overlay_masks(preprocess(load_image(r.image), pre['size'], 3), fg[r.i] >= thr, true[r.i]),   # native size for tile-trained runs
+        return [(overlay_masks(preprocess(load_image(r.image), pre['size'], 3), (fg[r.i] >= thr) & r.called, true[r.i]),   # native size for tile-trained runs
                  f"{Path(r.image).name}\n{text(r)}", 'black') for r in sel.itertuples()]
     worst = rows[rows.defective].sort_values('dice').head(12)
     if len(worst): files.append(plot_gallery(items(worst, lambda r: f"Dice {r.dice:.2f}"), out('worst.png'),
                                              title='defective images, worst Dice first: prediction vermillion, truth sky blue'))
-    alarms = rows[~rows.defective & rows.called].sort_values('pred_area', ascending=False).head(12)
-    if len(alarms): files.append(plot_gallery(items(alarms, lambda r: f"false alarm, {r.pred_area} px"), out('false_alarms.png'),
+    alarms = rows[~rows.defective & rows.called].sort_values('verdict_area', ascending=False).head(12)
+    if len(alarms): files.append(plot_gallery(items(alarms, lambda r: f"false alarm, {r.verdict_area} px"), out('false_alarms.png'),
                                               title='good images called defective, largest predicted area first (prediction vermillion)'))
     return files
 

@@ -490,7 +490,8 @@ def export_bundle(run, # a run folder
                     output=dict(name='probs', kind='probabilities', shape='N×C' if cfg['task'] == 'classify' else 'N×C×H×W'),
                     threshold=thr.get('threshold', 0.5), threshold_source='threshold.json (chosen on valid by cost)' if thr else 'default 0.5',
                     **({k: thr[k] for k in ('cost_fn', 'cost_fp', 'defect_rate') if k in thr}),   # what the threshold was chosen with
-                    **(dict(min_area=int(thr.get('min_area', 20)), image_score=thr.get('image_score', 'max_prob')) if cfg['task'] == 'segment' else {}),
+                    **(dict(min_area=int(thr.get('min_area', 20)), image_score=thr.get('image_score', 'max_prob'),
+                            mask_threshold=float(thr.get('mask_threshold', thr.get('threshold', 0.5)))) if cfg['task'] == 'segment' else {}),
                     negative_class=negative_class(classes) if cfg['task'] == 'classify' else classes[0],
                     metrics={k: v for k, v in json.loads(met_file.read_text()).items() if not isinstance(v, (dict, list))} if met_file.exists() else {},
                     quantization=quantize_mode, default_variant='int8' if int8 and int8['default'] else 'fp32',

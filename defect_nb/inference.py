@@ -164,6 +164,7 @@ class Predictor:
         self.task, self.classes, self.inp = meta['task'], list(meta['classes']), meta['input']
         self.threshold = float(meta['threshold'])
         self.min_area = int(meta.get('min_area', 20))              # segmenters: chosen on valid with the threshold (bundle.json)
+        self.mask_threshold = float(meta['mask_threshold']) if meta.get('mask_threshold') is not None else None   # segmenters: the mask's own (None: the threshold)
         neg = meta.get('negative_class')
         self.neg = self.classes.index(neg) if neg in self.classes else None
         if self.task == 'anomaly': self._load_bank(search)
@@ -255,10 +256,11 @@ def _result(self, img:np.ndarray, p:np.ndarray, filename:str, threshold:float|No
     fg = p[1:].sum(0)                                              # defect probability at the model's size
     h, w = img.shape[:2]
     prob = cv2.resize(fg, (w, h), interpolation=cv2.INTER_LINEAR)
-    mask = (prob >= t).astype(np.uint8)
-    area = int(mask.sum())
-    return dict(filename=filename, prediction='defect' if area >= min_area else self.classes[0], confidence=float(prob.max()),
-                defective=area >= min_area, threshold=t, defect_area=area, defect_fraction=area / mask.size,
+    area = int((prob >= t).sum()); defective = area >= min_area    # the verdict: pixels at the threshold, against the minimum area
+    mt = t if self.mask_threshold is None else self.mask_threshold
+    mask = ((prob >= mt) & defective).astype(np.uint8)             # the mask at its own threshold; a part that passes shows none
+    return dict(filename=filename, prediction='defect' if defective else self.classes[0], confidence=float(prob.max()),
+                defective=defective, threshold=t, mask_threshold=mt, defect_area=area, defect_fraction=area / mask.size,
                 boxes=mask_boxes(mask, min_area=max(1, min_area // 4)), mask_rle=rle_encode(mask), mask=mask, probability=prob)
 
 def predict(self, image, # a path, bytes, file object or uint8 array
@@ -321,7 +323,7 @@ def _info(meta:dict) -> dict:
     if 'methods' in i8: int8['methods'] = {m: v['agreement'] for m, v in i8['methods'].items()}
     if 'excluded_nodes' in i8: int8['n_fp32_nodes'] = len(i8['excluded_nodes'])
     return dict(task=meta['task'], arch=meta.get('arch'), classes=meta['classes'], input_size=meta['input'].get('size'),
-                threshold=meta['threshold'], default_variant=meta.get('default_variant', 'fp32'),
+                threshold=meta['threshold'], **({k: meta[k] for k in ('min_area', 'mask_threshold') if k in meta}), default_variant=meta.get('default_variant', 'fp32'),
                 default_reason=meta.get('default_reason', 'bundle written before the INT8 agreement bar: FP32 by default'),
                 variants=[v for v, f in _VARIANT_FILES.items() if f in meta['files']], int8=int8 or None,
                 parity=meta.get('parity'), created=meta.get('created'))

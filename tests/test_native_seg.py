@@ -24,6 +24,7 @@ def test_tiles_recorded_and_whole_images_evaluated(native_run):
     thr = json.loads((native_run / 'threshold.json').read_text())
     assert thr['chosen_on'] == 'valid' and thr['min_area'] >= 1 and 0 < thr['threshold'] < 1
     assert ev.metrics['min_area'] == thr['min_area'] and ev.metrics['image_score'] == thr['image_score']
+    assert ev.metrics['mask_threshold'] == thr['mask_threshold'] and 0 < thr['mask_threshold'] < 1   # the mask's own threshold, chosen on valid by Dice
 
 
 def test_tiles_keep_batch_norm_statistics(native_run):
@@ -44,13 +45,19 @@ def test_export_parity_at_native_size_and_decision_in_bundle(native_run, synth_s
     assert meta['input']['size'] is None and meta['input']['tile'] == 32
     assert meta['parity']['native']['n_images'] == 4 and meta['parity']['native']['max_abs_diff'] < 1e-4
     thr = json.loads((native_run / 'threshold.json').read_text())
-    assert meta['threshold'] == thr['threshold'] and meta['min_area'] == thr['min_area']
+    assert meta['threshold'] == thr['threshold'] and meta['min_area'] == thr['min_area'] and meta['mask_threshold'] == thr['mask_threshold']
     # an image of another size than the training tiles and images: the Predictor answers at that size, as PyTorch does
     img = cv2.resize(load_image(next((Path(synth_small) / 'images' / 'scratches').glob('*.png'))), (96, 80))
     res = Predictor.load(tmp_path / 'b').predict(img)
     assert res['mask'].shape == (80, 96)
     pt = predict_images(load_model(native_run), [img], load_config(native_run)['preprocess'], 'segment')[0]
     assert pt.shape[-2:] == (80, 96) and np.abs(pt[1:].sum(0) - res['probability']).max() < 1e-4
+    # the decision travels on to the service: the bundle's threshold, minimum area and mask threshold, as the Predictor applies them
+    from fastapi.testclient import TestClient
+    from defect_nb.serve import create_app
+    with TestClient(create_app(tmp_path / 'b')) as c:
+        j = c.post('/segment', files={'file': ('x.png', cv2.imencode('.png', img)[1].tobytes(), 'image/png')}).json()
+    assert (j['threshold'], j['mask_threshold'], j['defective'], j['defect_area']) == (thr['threshold'], thr['mask_threshold'], res['defective'], res['defect_area'])
 
 
 def test_tile_errors(synth_small, tmp_path):
