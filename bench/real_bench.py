@@ -133,7 +133,7 @@ def segment_report(ev, cfg):
                dice_pooled=m['dice_pooled'], iou_pooled=m['iou_pooled'], miou=float((m['iou_pooled'] + tn / (tn + fp + fn)) / 2),
                pixel_ap=m['pixel_ap'], image_auroc=m.get('image_auroc'), n_test=m['n'], n_defective=int(len(d)),
                image_score=m.get('image_score', 'max_prob'), image_auroc_by_score=m.get('image_auroc_by_score'),
-               threshold=m.get('threshold'), min_area=m.get('min_area'), image_recall=m.get('image_recall'),
+               threshold=m.get('threshold'), min_area=m.get('min_area'), mask_threshold=m.get('mask_threshold'), image_recall=m.get('image_recall'),
                class_iou=m.get('class_iou'), miou_classes=m.get('miou_classes'), miou_defects=m.get('miou_defects'),
                image_false_alarm_rate=m.get('image_false_alarm_rate'))
     if 'image_auroc' in m:
@@ -161,7 +161,7 @@ def two_stage(run, table, ev, a):
     t0 = time.perf_counter(); t = masks_by_label(table)
     if t.attrs['normal_label'] is None or len(t.attrs['codes']) < 3: return None
     size = 64 if a.smoke else 224
-    r = two_stage_miou(run, ('valid', 'test'), 'efficientnet_lite0', size, 'hflip', threshold=ev.metrics.get('threshold', 0.5))
+    r = two_stage_miou(run, ('valid', 'test'), 'efficientnet_lite0', size, 'hflip', threshold=ev.metrics.get('mask_threshold', ev.metrics.get('threshold', 0.5)))   # the masks as drawn
     pick, te = r['pick'], r['test']; other = 'gate' if pick == 'types' else 'types'
     iou = {k: dict(v) for k, v in te['iou'].items()}
     for k in iou: iou[k]['miou_classes_ci'] = _miou_ci(te['masks'][k], te['true'], len(r['codes']))   # a bootstrap over test images, per variant
@@ -336,7 +336,10 @@ def detail_md(r):
             lines.append('| per-class IoU, two-stage | ' + ', '.join(f"{k} {'—' if v is None else f'{v:.3f}'}" for k, v in ts['class_iou'].items()) + ' |')
             lines.append(f"| the same masks with every image's true type and no gate (what the type classifier costs) | {ts['true_types']['miou_classes']:.3f} |")
         if r.get('image_recall') is not None and r.get('min_area') is not None:
-            lines.append(f"| pass/reject at pixel threshold {r['threshold']:.2f}, min. area {r['min_area']} px: defective parts caught / good parts rejected | "
+            mt = r.get('mask_threshold')
+            lines.append(f"| pass/reject at pixel threshold {r['threshold']:.2f}, min. area {r['min_area']} px"
+                         + (f" (masks, and every Dice and IoU above, at their own threshold {mt:.2f}; a part that passes has none)" if mt is not None else '')
+                         + f": defective parts caught / good parts rejected | "
                          f"{pct(r['image_recall'])} / {pct(r['image_false_alarm_rate'])} |")
     if r.get('cv'):
         c = r['cv']; lines += ['', f"**{c['k']}-fold cross-validation** ({c['protocol']}): accuracy {100 * c['mean']:.2f} ± {100 * c['std']:.2f}% "

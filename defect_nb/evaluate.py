@@ -533,7 +533,7 @@ def two_stage_miou(run, # a binary segmentation run whose image labels are defec
                    backbone:str='efficientnet_lite0', # the type classifier's frozen backbone (offline weights: efficientnet_lite0/1/2)
                    size:int=224, # the classifier's input side, pixels
                    tta:str='hflip', # the classifier's test-time views
-                   threshold:float|None=None, # pixel threshold (default: the run's threshold.json, chosen on valid by `evaluate`; else 0.5)
+                   threshold:float|None=None, # pixel threshold of the masks (default: the run's mask_threshold in threshold.json, chosen on valid by `evaluate`, else its threshold, else 0.5)
                    normal:str|None=None, # the defect-free label (default: one named like free/ok/good, as `data.masks_by_label`)
                    progress:bool=False, # progress bars
                   ) -> dict: # codes, threshold, classifier, pick, and per split: iou (per variant), masks, true, accuracy, type_accuracy_defective
@@ -548,7 +548,7 @@ def two_stage_miou(run, # a binary segmentation run whose image labels are defec
     labels = sorted(set(t.label))
     net, rep = fit_probe(t, labels, backbone, size, tta, progress=progress)
     if threshold is None:
-        f = run/'threshold.json'; threshold = json.loads(f.read_text())['threshold'] if f.exists() else 0.5
+        f = run/'threshold.json'; t = json.loads(f.read_text()) if f.exists() else {}; threshold = t.get('mask_threshold', t.get('threshold', 0.5))
     model = load_model(run); pre = cfg['preprocess']
     mr = MaskReader(pre['size'], len(codes), by_label=label_classes(codes, normal))
     defect_cols = [labels.index(c) for c in codes[1:]]
