@@ -548,7 +548,7 @@ def two_stage_miou(run, # a binary segmentation run whose image labels are defec
     labels = sorted(set(t.label))
     net, rep = fit_probe(t, labels, backbone, size, tta, progress=progress)
     if threshold is None:
-        f = run/'threshold.json'; t = json.loads(f.read_text()) if f.exists() else {}; threshold = t.get('mask_threshold', t.get('threshold', 0.5))
+        f = run/'threshold.json'; op = json.loads(f.read_text()) if f.exists() else {}; threshold = op.get('mask_threshold', op.get('threshold', 0.5))
     model = load_model(run); pre = cfg['preprocess']
     mr = MaskReader(pre['size'], len(codes), by_label=label_classes(codes, normal))
     defect_cols = [labels.index(c) for c in codes[1:]]
