@@ -135,7 +135,7 @@ def segment_report(ev, cfg):
                image_score=m.get('image_score', 'max_prob'), image_auroc_by_score=m.get('image_auroc_by_score'),
                threshold=m.get('threshold'), min_area=m.get('min_area'), mask_threshold=m.get('mask_threshold'), image_recall=m.get('image_recall'),
                class_iou=m.get('class_iou'), miou_classes=m.get('miou_classes'), miou_defects=m.get('miou_defects'),
-               image_false_alarm_rate=m.get('image_false_alarm_rate'))
+               image_false_alarm_rate=m.get('image_false_alarm_rate'), operating_point=m.get('operating_point'))   # chosen on valid: costs, AUROCs, mask Dice by threshold
     if 'image_auroc' in m:
         y, sc = t.defective.to_numpy(), t.score.to_numpy()
         out['image_auroc_ci'] = bootstrap_ci((y, sc), lambda a, b: skm.roc_auc_score(a, b) if 0 < a.mean() < 1 else np.nan)
