@@ -15,7 +15,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 __all__ = ['DATASETS', 'NATIVE_MAX_SIDE', 'PRED_RGB', 'TRUTH_RGB', 'ImageError', 'max_pixels', 'load_image', 'set_seed',
            'get_device', 'data_dir', 'runs_dir', 'in_test', 'default_workers', 'atomic_write', 'sha256',
            'DatasetNotFound', 'find_dataset', 'dataset_available', 'preprocess', 'to_input', 'window_starts',
-           'predict_windows', 'heat_colors']
+           'predict_windows', 'heat_colors', 'seg_decision']
 
 # %% ../nbs/00_core.ipynb #3389341a
 class ImageError(ValueError):
@@ -314,3 +314,14 @@ def heat_colors(values:np.ndarray, # H×W values in [0, 1] (clipped; NaN counts 
     import cv2
     v = (np.clip(np.nan_to_num(np.asarray(values, np.float32)), 0, 1) * 255).astype(np.uint8)
     return cv2.cvtColor(cv2.applyColorMap(v, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
+
+# %% ../nbs/00_core.ipynb #46a03ddc
+def seg_decision(prob:np.ndarray, # H×W defect probabilities
+                 threshold:float, # the verdict's pixel threshold
+                 min_area:int, # pixels at `threshold` for the part to be defective
+                 mask_threshold:float|None=None, # the mask's pixel threshold (None: `threshold`)
+                ) -> tuple: # (defect_area: pixels at `threshold`, defective, mask: uint8 H×W)
+    "The verdict and the mask drawn for one defect-probability map."
+    prob = np.asarray(prob); area = int((prob >= threshold).sum()); defective = area >= min_area
+    mt = threshold if mask_threshold is None else mask_threshold
+    return area, defective, ((prob >= mt) & defective).astype(np.uint8)

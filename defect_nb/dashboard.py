@@ -10,7 +10,7 @@ import html, io, json, time, functools
 from pathlib import Path
 import numpy as np, pandas as pd, cv2
 from fastcore.basics import patch
-from .core import ImageError, load_image, PRED_RGB, TRUTH_RGB, heat_colors
+from .core import ImageError, load_image, PRED_RGB, TRUTH_RGB, heat_colors, seg_decision
 from .train import load_config, load_model, list_epochs, RunError
 from .evaluate import run_table, dice_iou, negative_class
 from .explain import explain_image
@@ -181,11 +181,9 @@ def decide(res:dict, # a result of `analyse` or `analyse_bundle`
     if res['task'] == 'anomaly':                                  # as the Predictor: a part that passes shows no region
         defective = bool(res['defect_score'] >= threshold); mask *= np.uint8(defective)
         return dict(mask=mask, defect_area=int(mask.sum()), defect_score=res['defect_score'], defective=defective, threshold=threshold)
-    area = int(mask.sum())
     min_area = int(res.get('min_area', MIN_AREA) if min_area is None else min_area)
     mt = threshold if res.get('mask_threshold') is None else float(res['mask_threshold'])
-    defective = area >= min_area                                  # as the Predictor: the mask at its own threshold, none when the part passes
-    mask = ((res['prob'] >= mt) & defective).astype(np.uint8)
+    area, defective, mask = seg_decision(res['prob'], threshold, min_area, mt)   # as the Predictor decides and draws
     return dict(mask=mask, defect_area=area, min_area=min_area, defective=defective, threshold=threshold, mask_threshold=mt)
 
 # %% ../nbs/10_dashboard.ipynb #073bdff2

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
 import matplotlib.pyplot as plt
-from .core import load_image, preprocess, to_input, atomic_write, get_device, predict_windows, NATIVE_MAX_SIDE, PRED_RGB, TRUTH_RGB
+from .core import load_image, preprocess, to_input, atomic_write, get_device, predict_windows, NATIVE_MAX_SIDE, PRED_RGB, TRUTH_RGB, seg_decision
 from .data import load_table, make_split, MaskReader, DataError, label_classes, masks_by_label
 from .train import load_config, load_model, run_table, RunError
 from .synth import overlay_mask
@@ -257,9 +257,9 @@ def segmentation_metrics(prob, # N×H×W defect probabilities, or a list of H×W
     when at least `min_area` pixels reach `threshold`; its mask is the pixels at or above `mask_threshold`, and a part
     that passes has an empty mask (as `inference.Predictor` draws it), so Dice scores what a user is shown."""
     mask_threshold = threshold if mask_threshold is None else mask_threshold
-    per = pd.DataFrame(dict(true_area=[int((t > 0).sum()) for t in true], verdict_area=[int((p >= threshold).sum()) for p in prob]))
-    per['called'] = per.verdict_area >= min_area
-    pred = [(p >= mask_threshold) & c for p, c in zip(prob, per.called)]
+    va, called, pred = zip(*[seg_decision(p, threshold, min_area, mask_threshold) for p in prob]) if len(prob) else ((), (), ())
+    pred = [m > 0 for m in pred]
+    per = pd.DataFrame(dict(true_area=[int((t > 0).sum()) for t in true], verdict_area=list(va), called=list(called)))
     per[['dice', 'iou']] = [dice_iou(p, t) for p, t in zip(pred, true)] if len(true) else np.zeros((0, 2))
     per['pred_area'] = [int(p.sum()) for p in pred]; per['pixels'] = [int(t.size) for t in true]
     per['score'] = [float(p.max()) for p in prob]; per['defective'] = per.true_area > 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json, os, warnings
 from pathlib import Path
 import numpy as np, cv2
-from .core import load_image, preprocess, to_input, sha256, ImageError, _IMG_EXTS, predict_windows, NATIVE_MAX_SIDE
+from .core import load_image, preprocess, to_input, sha256, ImageError, _IMG_EXTS, predict_windows, NATIVE_MAX_SIDE, seg_decision
 
 # %% auto #0
 __all__ = ['BundleError', 'read_bundle', 'rle_encode', 'rle_decode', 'mask_boxes', 'search_backend', 'bank_index', 'nn_distance',
@@ -256,9 +256,8 @@ def _result(self, img:np.ndarray, p:np.ndarray, filename:str, threshold:float|No
     fg = p[1:].sum(0)                                              # defect probability at the model's size
     h, w = img.shape[:2]
     prob = cv2.resize(fg, (w, h), interpolation=cv2.INTER_LINEAR)
-    area = int((prob >= t).sum()); defective = area >= min_area    # the verdict: pixels at the threshold, against the minimum area
     mt = t if self.mask_threshold is None else self.mask_threshold
-    mask = ((prob >= mt) & defective).astype(np.uint8)             # the mask at its own threshold; a part that passes shows none
+    area, defective, mask = seg_decision(prob, t, min_area, mt)    # the verdict at the threshold; the mask at its own, none when the part passes
     return dict(filename=filename, prediction='defect' if defective else self.classes[0], confidence=float(prob.max()),
                 defective=defective, threshold=t, mask_threshold=mt, defect_area=area, defect_fraction=area / mask.size,
                 boxes=mask_boxes(mask, min_area=max(1, min_area // 4)), mask_rle=rle_encode(mask), mask=mask, probability=prob)
