@@ -315,7 +315,7 @@ def heat_colors(values:np.ndarray, # H×W values in [0, 1] (clipped; NaN counts 
     v = (np.clip(np.nan_to_num(np.asarray(values, np.float32)), 0, 1) * 255).astype(np.uint8)
     return cv2.cvtColor(cv2.applyColorMap(v, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
 
-# %% ../nbs/00_core.ipynb #46a03ddc
+# %% ../nbs/00_core.ipynb #93762476
 def seg_decision(prob:np.ndarray, # H×W defect probabilities
                  threshold:float, # the verdict's pixel threshold
                  min_area:int, # pixels at `threshold` for the part to be defective

@@ -70,7 +70,7 @@ def test_int8_methods_smoke(tmp_path):
 
 
 def test_recipe_benchmarks_smoke(tmp_path):
-    "The frozen-feature sweep, the fine-tuning ablation, cross-validation and the speed table run end to end in smoke mode."
+    "The frozen-feature sweep, the fine-tuning ablation, cross-validation and the speed table (anomaly row included) run end to end in smoke mode."
     from conftest import real_dataset
     real_dataset('neu-det')
     env_out = ['--work', tmp_path / 'work', '--out', tmp_path / 'res']
@@ -86,6 +86,8 @@ def test_recipe_benchmarks_smoke(tmp_path):
     run([ROOT / 'bench' / 'speed.py', '--smoke', '--out', tmp_path / 'res'])
     sp = json.loads((tmp_path / 'res' / 'smoke' / 'speed.json').read_text())
     assert {r['tta'] for r in sp['rows']} == {'none', 'hflip'} and all(r['infer_onnx_img_s'] > 0 for r in sp['rows'])
+    pc = [r for r in sp['rows'] if r['arch'] == 'patchcore']                      # the anomaly row: a whole batch-1 prediction, timed
+    assert len(pc) == 1 and pc[0]['bank'] == 4576 and pc[0]['infer_onnx_b1_ms'] > 0 and 'train_img_s' not in pc[0]
 
 
 def test_demo_unet_smoke(tmp_path):
