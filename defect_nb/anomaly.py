@@ -29,7 +29,7 @@ from .inference import Predictor, BundleError, search_backend, bank_index, nn_di
 # %% auto #0
 __all__ = ['AnomalyError', 'PatchFeatures', 'patch_features', 'greedy_coreset', 'coreset_size', 'check_normal_class',
            'image_scores', 'train_anomaly', 'run_rows', 'load_anomaly', 'run_maps', 'pro_score', 'heat_overlay',
-           'evaluate_anomaly', 'export_anomaly']
+           'evaluate_anomaly', 'export_anomaly', 'paste_anomalies']
 
 # %% ../nbs/12_anomaly.ipynb #19a4c09b
 class AnomalyError(ValueError):
@@ -457,3 +457,80 @@ def export_anomaly(run, # an anomaly run folder
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return meta
+
+# %% ../nbs/12_anomaly.ipynb #49988cca
+def _blob_mask(rng, h, w):
+    "A smooth random field thresholded (DRAEM's Perlin-noise masks, by upsampled Gaussian noise): one or more blobs."
+    for _ in range(20):
+        s = int(rng.choice([8, 16, 32, 64])); n = rng.standard_normal((h // s + 3, w // s + 3)).astype(np.float32)
+        m = cv2.resize(n, (w + 3 * s, h + 3 * s), interpolation=cv2.INTER_CUBIC)[s:s + h, s:s + w] > rng.uniform(0.6, 1.6)
+        if 0.002 < m.mean() < 0.5: break
+    return m
+
+def _stroke_mask(rng, h, w):
+    "A thin polyline of 2-5 points, 1-3 px wide: scratches and cracks."
+    m = np.zeros((h, w), np.uint8); pts = [rng.integers(0, [w, h])]
+    for _ in range(int(rng.integers(1, 5))): pts.append(np.clip(pts[-1] + rng.normal(0, h / 6, 2), 0, [w - 1, h - 1]).astype(int))
+    cv2.polylines(m, [np.array(pts, np.int32)], False, 1, int(rng.integers(1, 4))); return m > 0
+
+def _anomalous(rng, im, others, kinds):
+    "One synthetic anomaly on a float32 H×W×C image: (image, mask)."
+    h, w = im.shape[:2]; kind = rng.choice(kinds)
+    for _ in range(10):                                       # a blob too small to survive its soft edge is drawn again
+        y, m = _draw(rng, im, others, kind, h, w)
+        if m.any(): break
+    return y, m
+
+def _draw(rng, im, others, kind, h, w):
+    if kind == 'stroke':
+        m = _stroke_mask(rng, h, w); y = im + rng.uniform(30, 90) * rng.choice([-1, 1]) * m[..., None]
+    elif kind == 'paste':                                     # another good part's texture inside the blob, partly blended
+        m = _blob_mask(rng, h, w); src = others[int(rng.integers(len(others)))].astype(np.float32)
+        if rng.random() < .5: src = src[:, ::-1]
+        if rng.random() < .5: src = src[::-1]
+        beta = rng.uniform(0., .6); y = np.where(m[..., None], beta * im + (1 - beta) * src * rng.uniform(.6, 1.4), im)
+    else:                                                     # 'shade': the blob brighter or darker, soft-edged
+        soft = cv2.GaussianBlur(_blob_mask(rng, h, w).astype(np.float32), (0, 0), 2)[..., None]
+        y = im * (1 + (rng.uniform(.5, 1.6) - 1) * soft); m = soft[..., 0] > .5
+    return np.clip(y, 0, 255).astype(np.uint8), m
+
+def paste_anomalies(table:pd.DataFrame, # a split table (`data.make_split`) with image, label and split columns
+                    normal_class:str, # the label of good parts: the only images read
+                    out, # a new folder for the images, masks, table.csv and paste_anomalies.json (the settings)
+                    per_image:int=2, # anomalous copies of each good training image (validation and test: one each)
+                    size:int=256, # side of the written square images, pixels
+                    kinds=('paste', 'shade', 'stroke'), # what is drawn: another part's texture in a blob, a blob's shading, a thin stroke
+                    seed:int=0, # seeds every draw: the same table gives the same images
+                    overwrite:bool=False, # replace a folder this function wrote before
+                    progress:bool=True, # a progress bar over the good images
+                   ) -> pd.DataFrame: # image, mask, label (`normal_class` or 'anomaly'), split; also written as out/table.csv
+    """Good parts with synthetic anomalies drawn on them, each with its mask (DRAEM's recipe, Zavrtanik et al. 2021): a
+    segmentation training set made from good parts alone. The good images stay in with empty masks; each split is drawn
+    from the good parts of the same split (the drawn test split lets `evaluate` and `export` run); defects are never read."""
+    check_normal_class(table, normal_class)
+    out = Path(out); bad = set(kinds) - {'paste', 'shade', 'stroke'}
+    if bad or not kinds: raise AnomalyError(f"kinds must be among 'paste', 'shade', 'stroke', got {list(kinds)!r}")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite: raise AnomalyError(f"{out} already exists; choose another folder or pass overwrite=True")
+        if not (out/'paste_anomalies.json').exists(): raise AnomalyError(f"{out} was not written by paste_anomalies (no paste_anomalies.json); refusing to overwrite it")
+        shutil.rmtree(out)
+    (out/'img').mkdir(parents=True); rng = np.random.default_rng(seed); rows = []
+    for split in ('train', 'valid', 'test'):
+        good = table[(table.split == split) & (table.label == normal_class)]
+        ims = []
+        for p in good.image:
+            im = load_image(p); im = im[..., None] if im.ndim == 2 else im
+            ims.append(cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA).reshape(size, size, -1))   # uint8: the split's donors of texture
+        for i, im in enumerate(tqdm(ims, disable=not progress, desc=f'{split} anomalies', unit='image', mininterval=2)):
+            name = f'{split}_{i:05d}'
+            drawn = [_anomalous(rng, im.astype(np.float32), ims, list(kinds)) for _ in range(per_image if split == 'train' else 1)]
+            for k, (img, m) in enumerate([(im, np.zeros((size, size), bool))] + drawn):
+                stem = name if k == 0 else f'{name}_a{k}'
+                cv2.imwrite(str(out/'img'/f'{stem}.png'), img[..., 0] if img.shape[-1] == 1 else cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+                cv2.imwrite(str(out/'img'/f'{stem}_mask.png'), m.astype(np.uint8) * 255)
+                rows.append(dict(image=f'img/{stem}.png', mask=f'img/{stem}_mask.png', label=normal_class if k == 0 else 'anomaly', split=split))
+    t = pd.DataFrame(rows); atomic_write(out/'table.csv', t.to_csv(index=False))
+    atomic_write(out/'paste_anomalies.json', json.dumps(dict(normal_class=normal_class, per_image=per_image, size=size, kinds=list(kinds), seed=seed,
+                                                            n_good={s: int((t.split == s).sum() // (per_image + 1 if s == 'train' else 2)) for s in ('train', 'valid', 'test')})))
+    return load_table(out/'table.csv', 'csv')
+

@@ -10,8 +10,8 @@ import argparse, json, signal, sys, threading, time, warnings
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['VERBS', 'verb', 'build_parser', 'main', 'synth_cmd', 'data_cmd', 'train_cmd', 'evaluate_cmd', 'explain_cmd',
-           'export_cmd', 'predict_cmd', 'serve_cmd', 'run_demo', 'demo_cmd', 'dashboard_cmd']
+__all__ = ['VERBS', 'verb', 'build_parser', 'main', 'synth_cmd', 'data_cmd', 'paste_cmd', 'train_cmd', 'evaluate_cmd',
+           'explain_cmd', 'export_cmd', 'predict_cmd', 'serve_cmd', 'run_demo', 'demo_cmd', 'dashboard_cmd']
 
 # %% ../nbs/90_cli.ipynb #61727373
 VERBS = {}
@@ -117,6 +117,34 @@ def data_cmd(a, # the parsed command line of `defect-nb data`
     t = make_split(t, a.seed, a.valid_pct, a.test_pct, split_file=a.split_file)
     _print_table(summarize(t), a.json, title=f"{t.attrs['source']} dataset at {t.attrs['root']}")
     if not a.json: print(f"split file: {t.attrs['split_file']}")
+
+# %% ../nbs/90_cli.ipynb #b3cc59f4
+@verb('paste-anomalies', 'Draw anomalies on the good images of a dataset, with their masks: a segmentation training set from good parts alone.',
+      examples=('  defect-nb paste-anomalies --data data/synth --normal-class ok --out data/pasted\n'
+                '  defect-nb train --task segment --data data/pasted/table.csv --encoder-frozen --out runs/pasted-unet'),
+      args=[(['--data'], dict(required=True, help='dataset folder or CSV file')),
+            (['--source'], dict(choices=['synth', 'folder', 'voc', 'masks', 'csv'], help='layout (default: detected)')),
+            (['--normal-class'], dict(default='ok', help="the label of good parts, the only images read (default 'ok')")),
+            (['--out'], dict(required=True, help='a new folder for the images, masks and table.csv')),
+            (['--per-image'], dict(type=int, default=2, help='drawn copies of each good training image (default 2; validation and test: 1)')),
+            (['--size'], dict(type=int, default=256, help='side of the written square images (default 256)')),
+            (['--seed'], dict(type=int, default=0, help='seed of the drawings (default 0)')),
+            (['--split-seed'], dict(type=int, default=42, help="the dataset's split seed (default 42)")),
+            (['--split-file'], dict(help="read this split CSV if it exists, else write it")),
+            (['--overwrite'], dict(action='store_true', help='replace a folder paste-anomalies wrote before'))])
+def paste_cmd(a, # the parsed command line of `defect-nb paste-anomalies`
+             ):
+    "`defect-nb paste-anomalies` (see `defect-nb paste-anomalies --help`): a thin layer over the library."
+    from defect_nb.data import load_table, make_split, summarize
+    from defect_nb.anomaly import paste_anomalies
+    t0 = time.perf_counter()
+    t = paste_anomalies(make_split(load_table(a.data, a.source), a.split_seed, split_file=a.split_file), a.normal_class, a.out,
+                        per_image=a.per_image, size=a.size, seed=a.seed, overwrite=a.overwrite, progress=not a.json)
+    dt = time.perf_counter() - t0; table = Path(a.out)/'table.csv'
+    if a.json: print(json.dumps(dict(out=str(a.out), table=str(table), images=int(len(t)), seconds=round(dt, 2)))); return
+    _print_table(summarize(t), title=f"{len(t)} images in {a.out} ({dt:.1f} s)")
+    print(f"next: defect-nb train --task segment --data {table} --encoder-frozen --out runs/NAME")
+
 
 # %% ../nbs/90_cli.ipynb #9a74ba47
 def _fmt_metrics(row:dict) -> str:

@@ -1,6 +1,6 @@
 "Good parts only (`defect_nb.anomaly`): the coreset, the run, the bundle and its Predictor, the CLI, the benchmark's smoke run."
 import json, os, subprocess, sys
-import numpy as np
+import numpy as np, pandas as pd
 import pytest
 from conftest import ROOT
 
@@ -204,6 +204,60 @@ def test_anomaly_bench_smoke(tmp_path):
     assert res['bank_size'] <= res['n_patches'] and res['inference_ms_b1']['b1_p50_ms'] > 0 and 'numpy' in res['search_ms_one_image']
     assert 'Command: `python bench/anomaly_bench.py synth --smoke' in (tmp_path / 'res' / 'smoke' / 'anomaly-synth.md').read_text()
 
+
+
+def test_pasted_anomaly_bench_smoke(tmp_path):
+    "The U-Net on pasted anomalies: drawn from good parts only, trained, scored on the real defects of valid and test."
+    r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'anomaly_pasted.py'), 'synth', '--smoke', '--work', str(tmp_path / 'work'),
+                        '--out', str(tmp_path / 'res')], capture_output=True, text=True, timeout=600, cwd=ROOT, env={**os.environ, 'PYTHONWARNINGS': 'ignore'})
+    assert r.returncode == 0, (r.stdout[-1500:], r.stderr[-3000:])
+    res = json.loads((tmp_path / 'res' / 'smoke' / 'anomaly-synth-pasted.json').read_text())
+    pasted = pd.read_csv(tmp_path / 'work' / 'pasted-synth-smoke' / 'table.csv')
+    assert set(pasted.split) == {'train', 'valid', 'test'} and set(pasted.label) == {'ok', 'anomaly'}  # good parts and drawn anomalies only
+    assert res['settings']['n_training_images'] == 2 * res['settings']['n_good_training_images']     # smoke: one drawn copy of each
+    for split in ('valid', 'test'):
+        m = res[split]
+        assert 0 <= m['image_auroc'] <= 1 and 0 <= m['pixel_auroc'] <= 1 and 0 <= m['pro'] <= 1 and m['n_defective'] > 0
+        assert set(m['per_class_auroc']) >= set(m['per_class_pixel_auroc']) and m['per_class_pixel_auroc']
+    assert 'Command: `python bench/anomaly_pasted.py synth --smoke' in (tmp_path / 'res' / 'smoke' / 'anomaly-synth-pasted.md').read_text()
+
+
+def test_pasted_anomalies_make_an_ordinary_segmenter(tmp_path):
+    "Good parts → drawn anomalies → a U-Net run → a bundle whose torch-free Predictor gives a real defective image a verdict and a probability map."
+    from defect_nb.synth import synthesize
+    from defect_nb.data import load_table, make_split
+    from defect_nb.anomaly import paste_anomalies
+    from defect_nb.train import train
+    from defect_nb.export import export_bundle
+    from defect_nb.inference import Predictor
+    import cv2
+    synthesize(tmp_path / 'syn', 4, 64, seed=0, ok_share=0.5, progress=False)
+    t = make_split(load_table(tmp_path / 'syn'), 42)
+    pasted = paste_anomalies(t, 'ok', tmp_path / 'pasted', per_image=1, size=64, progress=False)
+    assert (pasted.split == 'test').any() and not pasted.image.str.contains('/syn/').any()       # drawn copies only; the originals untouched
+    run = train(pasted, task='segment', size=64, epochs=1, bs=8, encoder_frozen=True, out=tmp_path / 'run', num_workers=0, progress=False)
+    export_bundle(run.path, tmp_path / 'bundle', report=False)
+    p = Predictor.load(tmp_path / 'bundle')
+    img = t[t.label != 'ok'].image.iloc[0]
+    r = p.predict(img)
+    assert isinstance(r['defective'], bool) and r['probability'].shape == cv2.imread(str(img), cv2.IMREAD_UNCHANGED).shape[:2]   # at the image's own size
+    assert 0 <= r['probability'].min() <= r['probability'].max() <= 1 and set(np.unique(r['mask'])) <= {0, 1}
+    assert r['defective'] or not r['mask'].any()                                                  # a part that passes shows no mask
+
+
+def test_cli_paste_anomalies(tmp_path, capsys):
+    "`defect-nb paste-anomalies` writes the drawn set and says what to run next; a wrong normal class or a foreign folder is a clear error (exit 2)."
+    from defect_nb.synth import synthesize
+    from defect_nb.cli import main
+    synthesize(tmp_path / 'syn', 3, 64, seed=0, ok_share=0.5, progress=False)
+    assert main(['paste-anomalies', '--data', str(tmp_path / 'syn'), '--out', str(tmp_path / 'p'), '--per-image', '1', '--size', '48']) == 0
+    out = capsys.readouterr().out
+    assert f"defect-nb train --task segment --data {tmp_path / 'p' / 'table.csv'}" in out
+    t = pd.read_csv(tmp_path / 'p' / 'table.csv'); assert set(t.label) == {'ok', 'anomaly'} and len(t) == 2 * (t.label == 'ok').sum()
+    assert main(['paste-anomalies', '--data', str(tmp_path / 'syn'), '--out', str(tmp_path / 'q'), '--normal-class', 'good']) == 2
+    assert "normal class 'good' is not in the data" in capsys.readouterr().err
+    assert main(['paste-anomalies', '--data', str(tmp_path / 'syn'), '--out', str(tmp_path / 'syn'), '--overwrite']) == 2   # the dataset itself is never replaced
+    assert 'not written by paste_anomalies' in capsys.readouterr().err and (tmp_path / 'syn' / 'labels.csv').exists()
 
 def test_service_and_dashboard_on_an_anomaly_bundle(anomaly_run):
     "POST /predict gives the verdict and score; /segment adds the heatmap; the dashboard's bundle path shows score and verdict."

@@ -39,7 +39,7 @@ def test_make_targets_in_a_fresh_clone(tmp_path):
 
 
 def test_every_cli_verb_in_the_readme_has_help():
-    verbs = sorted(set(re.findall(r'`defect-nb (\w+)', README)))
+    verbs = sorted(set(re.findall(r'`defect-nb ([\w-]+)', README)))   # verbs may have a hyphen (paste-anomalies)
     assert len(verbs) >= 10
     exe = shutil.which('defect-nb', path=str(BIN))
     for v in verbs:
