@@ -24,7 +24,7 @@ SET = {'synth': dict(title='Synthetic steel, good parts only: a U-Net on pasted 
                   per_image=2, epochs=6, patchcore='anomaly-mt', goals=dict(image_auroc=0.977, pixel_auroc=0.95))}
 
 
-def scores(model, pre, rows, normal, size):
+def scores(model, pre, rows, normal):
     "Image and pixel AUROC, PRO and per-type figures of the U-Net's defect probability on real images."
     import sklearn.metrics as skm
     from defect_nb.core import load_image
@@ -62,7 +62,7 @@ def main():
                                   out=work / f'{tag}{variant}-run', overwrite=True, num_workers=0, progress=False)
     t_train = time.time() - t0
     model = load_model(run.path); pre = load_config(run.path)['preprocess']
-    res = {split: scores(model, pre, table[table.split == split].reset_index(drop=True), b['normal'], b['size']) for split in ('valid', 'test')}
+    res = {split: scores(model, pre, table[table.split == split].reset_index(drop=True), b['normal']) for split in ('valid', 'test')}
     pc = RESULTS / f"{b['patchcore']}.json"
     beside = {k: json.loads(pc.read_text())['metrics'].get(k) for k in ('image_auroc', 'pixel_auroc', 'pro')} if pc.exists() and not a.smoke else None
     r = dict(name=f"anomaly-{a.name}-pasted{variant}", title=b['title'] + (f", {b['epochs']} epochs: a variant" if variant else ''), smoke=a.smoke, machine=machine(), goals=b['goals'],

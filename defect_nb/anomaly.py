@@ -514,10 +514,10 @@ def paste_anomalies(table:pd.DataFrame, # a split table (`data.make_split`) with
         if not overwrite: raise AnomalyError(f"{out} already exists; choose another folder or pass overwrite=True")
         if not (out/'paste_anomalies.json').exists(): raise AnomalyError(f"{out} was not written by paste_anomalies (no paste_anomalies.json); refusing to overwrite it")
         shutil.rmtree(out)
-    (out/'img').mkdir(parents=True); rng = np.random.default_rng(seed); rows = []
+    (out/'img').mkdir(parents=True); rng = np.random.default_rng(seed); rows, n_good = [], {}
     for split in ('train', 'valid', 'test'):
         good = table[(table.split == split) & (table.label == normal_class)]
-        ims = []
+        ims = []; n_good[split] = len(good)
         for p in good.image:
             im = load_image(p); im = im[..., None] if im.ndim == 2 else im
             ims.append(cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA).reshape(size, size, -1))   # uint8: the split's donors of texture
@@ -530,7 +530,6 @@ def paste_anomalies(table:pd.DataFrame, # a split table (`data.make_split`) with
                 cv2.imwrite(str(out/'img'/f'{stem}_mask.png'), m.astype(np.uint8) * 255)
                 rows.append(dict(image=f'img/{stem}.png', mask=f'img/{stem}_mask.png', label=normal_class if k == 0 else 'anomaly', split=split))
     t = pd.DataFrame(rows); atomic_write(out/'table.csv', t.to_csv(index=False))
-    atomic_write(out/'paste_anomalies.json', json.dumps(dict(normal_class=normal_class, per_image=per_image, size=size, kinds=list(kinds), seed=seed,
-                                                            n_good={s: int((t.split == s).sum() // (per_image + 1 if s == 'train' else 2)) for s in ('train', 'valid', 'test')})))
+    atomic_write(out/'paste_anomalies.json', json.dumps(dict(normal_class=normal_class, per_image=per_image, size=size, kinds=list(kinds), seed=seed, n_good=n_good)))
     return load_table(out/'table.csv', 'csv')
 

@@ -205,7 +205,6 @@ def test_anomaly_bench_smoke(tmp_path):
     assert 'Command: `python bench/anomaly_bench.py synth --smoke' in (tmp_path / 'res' / 'smoke' / 'anomaly-synth.md').read_text()
 
 
-
 def test_pasted_anomaly_bench_smoke(tmp_path):
     "The U-Net on pasted anomalies: drawn from good parts only, trained, scored on the real defects of valid and test."
     r = subprocess.run([sys.executable, str(ROOT / 'bench' / 'anomaly_pasted.py'), 'synth', '--smoke', '--work', str(tmp_path / 'work'),
@@ -258,6 +257,7 @@ def test_cli_paste_anomalies(tmp_path, capsys):
     assert "normal class 'good' is not in the data" in capsys.readouterr().err
     assert main(['paste-anomalies', '--data', str(tmp_path / 'syn'), '--out', str(tmp_path / 'syn'), '--overwrite']) == 2   # the dataset itself is never replaced
     assert 'not written by paste_anomalies' in capsys.readouterr().err and (tmp_path / 'syn' / 'labels.csv').exists()
+
 
 def test_service_and_dashboard_on_an_anomaly_bundle(anomaly_run):
     "POST /predict gives the verdict and score; /segment adds the heatmap; the dashboard's bundle path shows score and verdict."
