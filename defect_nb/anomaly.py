@@ -511,7 +511,7 @@ def paste_anomalies(table:pd.DataFrame, # a split table (`data.make_split`) with
     out = Path(out); bad = set(kinds) - {'paste', 'shade', 'stroke'}
     if bad or not kinds: raise AnomalyError(f"kinds must be among 'paste', 'shade', 'stroke', got {list(kinds)!r}")
     if out.exists() and any(out.iterdir()):
-        if not overwrite: raise AnomalyError(f"{out} already exists; choose another folder or pass overwrite=True")
+        if not overwrite: raise AnomalyError(f"{out} already exists; choose another folder or pass overwrite=True (--overwrite)")
         if not (out/'paste_anomalies.json').exists(): raise AnomalyError(f"{out} was not written by paste_anomalies (no paste_anomalies.json); refusing to overwrite it")
         shutil.rmtree(out)
     (out/'img').mkdir(parents=True); rng = np.random.default_rng(seed); rows, n_good = [], {}
